@@ -1,0 +1,123 @@
+//! Throughput of the compute-bound kernels: GEMM and MnistNet's second convolution (their
+//! "elements" are floating-point operations, so criterion's `Gelem/s` reads GFLOP/s), plus
+//! the activation kernels registered from `kernels/activation.rs`.
+//!
+//! Run with `RAYON_NUM_THREADS=2 cargo bench --bench kernels`, or select groups with one
+//! regular expression: `cargo bench --bench kernels -- 'sgemm|conv2d'`. The instruction-set
+//! paths in use are printed first.
+
+// NOTE: a crate root looks for modules beside itself; the family's files live in kernels/.
+#[path = "kernels/activation.rs"]
+mod activation;
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group};
+use rotor::kernels::conv::{self, Conv2dGeometry};
+use rotor::kernels::gemm::{self, Transpose};
+
+/// Deterministic values in [-1, 1) without a random-number dependency.
+fn filled(len: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 8) as f32 / (1 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn sgemm(c: &mut Criterion) {
+    let size = 1024;
+    let a = filled(size * size, 1);
+    let b = filled(size * size, 2);
+    let mut out = vec![0.0; size * size];
+    let mut group = c.benchmark_group("sgemm");
+    group.throughput(Throughput::Elements(2 * (size as u64).pow(3)));
+    group.bench_function(size.to_string(), |bench| {
+        bench.iter(|| {
+            gemm::sgemm(
+                Transpose::No,
+                Transpose::No,
+                size,
+                size,
+                size,
+                1.0,
+                black_box(&a),
+                black_box(&b),
+                0.0,
+                &mut out,
+            )
+        })
+    });
+    group.finish();
+}
+
+/// MnistNet's second convolution: 32 -> 64 channels, 3x3, on 26x26 maps, batch 64.
+fn mnist_conv2() -> Conv2dGeometry {
+    Conv2dGeometry {
+        batch: 64,
+        in_channels: 32,
+        out_channels: 64,
+        in_h: 26,
+        in_w: 26,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_h: 0,
+        pad_w: 0,
+    }
+}
+
+fn conv2d(c: &mut Criterion) {
+    let g = mnist_conv2();
+    let input = filled(g.input_len(), 3);
+    let weight = filled(g.weight_len(), 4);
+    let bias = filled(g.out_channels, 5);
+    let grad_output = filled(g.output_len(), 6);
+    let mut output = vec![0.0; g.output_len()];
+    let mut grad_input = vec![0.0; g.input_len()];
+    let mut grad_weight = vec![0.0; g.weight_len()];
+    let mut grad_bias = vec![0.0; g.out_channels];
+
+    let mut group = c.benchmark_group("conv2d");
+    group.throughput(Throughput::Elements(g.flops()));
+    group.bench_function("forward", |bench| {
+        bench.iter(|| {
+            conv::conv2d_forward(
+                &g,
+                black_box(&input),
+                black_box(&weight),
+                Some(&bias),
+                &mut output,
+            )
+        })
+    });
+    // NOTE: the input gradient and the weight gradient each cost one forward's FLOPs.
+    group.throughput(Throughput::Elements(2 * g.flops()));
+    group.bench_function("backward", |bench| {
+        bench.iter(|| {
+            conv::conv2d_backward(
+                &g,
+                black_box(&input),
+                black_box(&weight),
+                black_box(&grad_output),
+                Some(&mut grad_input),
+                Some(&mut grad_weight),
+                Some(&mut grad_bias),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sgemm, conv2d, activation::rotated_relu);
+
+fn main() {
+    println!("SIMD paths: {}", rotor::kernels::simd::describe());
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,30 @@
+//! Rotor's tensors and define-by-run reverse-mode automatic differentiation.
+//!
+//! A [`Tensor`] is an immutable, reference-counted `f32` array. Operations on tensors that
+//! track gradients record themselves; [`Tensor::backward`] returns [`Gradients`] for every
+//! leaf. Operations call the kernels of `rotor-kernels` for their arithmetic.
+//!
+//! ```
+//! use rotor_engine::Tensor;
+//!
+//! let w = Tensor::from_vec(vec![1.0, -2.0, 3.0, 0.5], &[2, 2])?.requires_grad();
+//! let x = Tensor::from_vec(vec![0.5, 1.0], &[1, 2])?;
+//! let loss = x.matmul(&w)?.relu().sum();
+//! let grads = loss.backward()?;
+//! assert_eq!(grads.get(&w).unwrap().as_slice(), &[0.5, 0.5, 1.0, 1.0]);
+//! # Ok::<(), rotor_engine::Error>(())
+//! ```
+
+mod autograd;
+mod error;
+mod ops;
+mod random;
+mod shape;
+mod tensor;
+
+pub use autograd::Gradients;
+pub use error::{Error, Result};
+pub use ops::RunningStats;
+pub use rand::SeedableRng;
+pub use random::SeededRng;
+pub use tensor::{Tensor, TensorId};

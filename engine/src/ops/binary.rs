@@ -1,0 +1,155 @@
+//! Elementwise arithmetic between two tensors, with NumPy broadcasting.
+
+use rotor_kernels::elementwise;
+
+use super::broadcast::{channel_view, expand, reduce_to};
+use crate::autograd::record;
+use crate::error::Result;
+use crate::shape::broadcast_shape;
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Arith {
+    fn name(self) -> &'static str {
+        match self {
+            Arith::Add => "add",
+            Arith::Sub => "sub",
+            Arith::Mul => "mul",
+            Arith::Div => "div",
+        }
+    }
+
+    fn apply(self, a: &[f32], b: &[f32], out: &mut [f32]) {
+        match self {
+            Arith::Add => elementwise::add(a, b, out),
+            Arith::Sub => elementwise::sub(a, b, out),
+            Arith::Mul => elementwise::mul(a, b, out),
+            Arith::Div => elementwise::div(a, b, out),
+        }
+    }
+}
+
+impl Tensor {
+    /// `self + rhs`, broadcasting.
+    ///
+    /// # Errors
+    /// If the shapes do not broadcast.
+    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith(Arith::Add, self, rhs)
+    }
+
+    /// `self - rhs`, broadcasting.
+    ///
+    /// # Errors
+    /// If the shapes do not broadcast.
+    pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith(Arith::Sub, self, rhs)
+    }
+
+    /// `self * rhs` elementwise, broadcasting.
+    ///
+    /// # Errors
+    /// If the shapes do not broadcast.
+    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith(Arith::Mul, self, rhs)
+    }
+
+    /// `self / rhs` elementwise, broadcasting.
+    ///
+    /// # Errors
+    /// If the shapes do not broadcast.
+    pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
+        arith(Arith::Div, self, rhs)
+    }
+}
+
+fn arith(kind: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out_shape = broadcast_shape(kind.name(), a.shape(), b.shape())?;
+    let total: usize = out_shape.iter().product();
+    let mut out = vec![0.0; total];
+    let per_channel = (a.shape() == out_shape.as_slice())
+        .then(|| channel_view(b.shape(), &out_shape))
+        .flatten();
+    match (kind, per_channel) {
+        (Arith::Add, Some((n, c, p))) => {
+            elementwise::add_channels(n, c, p, a.as_slice(), b.as_slice(), &mut out)
+        }
+        (Arith::Mul, Some((n, c, p))) => {
+            elementwise::mul_channels(n, c, p, a.as_slice(), b.as_slice(), &mut out)
+        }
+        _ => {
+            let ad = expand(a.as_slice(), a.shape(), &out_shape);
+            let bd = expand(b.as_slice(), b.shape(), &out_shape);
+            kind.apply(&ad, &bd, &mut out);
+        }
+    }
+    let (a_shape, b_shape) = (a.shape().to_vec(), b.shape().to_vec());
+    let shape = out_shape.clone();
+    Ok(record(
+        kind.name(),
+        out_shape,
+        out,
+        &[a, b],
+        move |ctx, g| {
+            let (ta, tb) = (&ctx.inputs[0], &ctx.inputs[1]);
+            let full = |t: &Tensor| expand(t.as_slice(), t.shape(), &shape);
+            let mut ga = None;
+            let mut gb = None;
+            match kind {
+                Arith::Add => {
+                    if ctx.wants(0) {
+                        ga = Some(reduce_to(g.to_vec(), &shape, &a_shape));
+                    }
+                    if ctx.wants(1) {
+                        gb = Some(reduce_to(g.to_vec(), &shape, &b_shape));
+                    }
+                }
+                Arith::Sub => {
+                    if ctx.wants(0) {
+                        ga = Some(reduce_to(g.to_vec(), &shape, &a_shape));
+                    }
+                    if ctx.wants(1) {
+                        let mut neg = vec![0.0; g.len()];
+                        elementwise::scale(g, -1.0, &mut neg);
+                        gb = Some(reduce_to(neg, &shape, &b_shape));
+                    }
+                }
+                Arith::Mul => {
+                    if ctx.wants(0) {
+                        let mut d = vec![0.0; g.len()];
+                        elementwise::mul(g, &full(tb), &mut d);
+                        ga = Some(reduce_to(d, &shape, &a_shape));
+                    }
+                    if ctx.wants(1) {
+                        let mut d = vec![0.0; g.len()];
+                        elementwise::mul(g, &full(ta), &mut d);
+                        gb = Some(reduce_to(d, &shape, &b_shape));
+                    }
+                }
+                Arith::Div => {
+                    let bd = full(tb);
+                    let mut g_over_b = vec![0.0; g.len()];
+                    elementwise::div(g, &bd, &mut g_over_b);
+                    if ctx.wants(1) {
+                        // d(a/b)/db = -(a/b)/b = -out/b
+                        let mut d = vec![0.0; g.len()];
+                        elementwise::mul(&g_over_b, ctx.output, &mut d);
+                        d.iter_mut().for_each(|v| *v = -*v);
+                        gb = Some(reduce_to(d, &shape, &b_shape));
+                    }
+                    if ctx.wants(0) {
+                        ga = Some(reduce_to(g_over_b, &shape, &a_shape));
+                    }
+                }
+            }
+            vec![ga, gb]
+        },
+    ))
+}

@@ -1,0 +1,169 @@
+//! Rotated activations on `[batch, channels, plane]` arrays (NCHW with `plane = H * W`, or
+//! an `[N, C]` matrix with `plane = 1`): `y = slope[c] * f(x)`, one slope per channel.
+//!
+//! The backward is fused: a single pass reads `x` and `grad_y` once and writes `grad_x`
+//! while accumulating the slope gradient, instead of keeping `f(x)` from the forward and
+//! running a multiply, a per-channel dot product and the activation's backward.
+//!
+//! Slopes that training drives towards zero make `slope * x` and `slope * grad_y` denormal;
+//! like every kernel these run with denormals flushed, so such products come out as 0
+//! instead of slowing the arithmetic down.
+
+use super::gelu::{gelu, gelu_and_derivative};
+use super::{pass_where_positive, relu};
+use crate::elementwise::{ChannelShape, map_reduce_channels};
+use wide::f32x8;
+
+/// Asserts the lengths of a rotated forward's slices.
+#[track_caller]
+fn check_forward(op: &str, shape: ChannelShape, x: &[f32], slope: &[f32], y: &[f32]) {
+    shape.check(op, "x", x.len());
+    shape.check(op, "y", y.len());
+    shape.check_channels(op, "slope", slope.len());
+}
+
+/// Asserts the lengths of a rotated backward's slices.
+#[track_caller]
+fn check_backward(
+    op: &str,
+    shape: ChannelShape,
+    [x, slope, grad_y, grad_x, grad_slope]: [&[f32]; 5],
+) {
+    shape.check(op, "x", x.len());
+    shape.check(op, "grad_y", grad_y.len());
+    shape.check(op, "grad_x", grad_x.len());
+    shape.check_channels(op, "slope", slope.len());
+    shape.check_channels(op, "grad_slope", grad_slope.len());
+}
+
+/// Rotated ReLU: `y[n, c, p] = slope[c] * max(0, x[n, c, p])`, `y` overwritten.
+///
+/// `x` and `y` are `[batch, channels, plane]`, `slope` has `channels` elements.
+///
+/// # Panics
+/// If a slice length differs from the shape's.
+pub fn rotated_relu_forward(
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    x: &[f32],
+    slope: &[f32],
+    y: &mut [f32],
+) {
+    let shape = ChannelShape {
+        batch,
+        channels,
+        plane,
+    };
+    check_forward("rotated_relu_forward", shape, x, slope, y);
+    map_reduce_channels(shape, [x], Some(slope), [y], None, |[x], s| {
+        ([s * relu(x)], f32x8::ZERO)
+    });
+}
+
+/// Rotated ReLU backward, fused into one pass over `x` and `grad_y`:
+/// `grad_x[n, c, p] = slope[c] * grad_y[n, c, p]` where `x[n, c, p] > 0`, else 0 (the
+/// subgradient 0 at `x == 0`), and
+/// `grad_slope[c] = sum over (n, p) of max(0, x[n, c, p]) * grad_y[n, c, p]`.
+///
+/// Both outputs are overwritten. `x`, `grad_y` and `grad_x` are `[batch, channels, plane]`;
+/// `slope` and `grad_slope` have `channels` elements. `grad_slope` is the same for any
+/// number of threads.
+///
+/// # Panics
+/// If a slice length differs from the shape's.
+#[allow(clippy::too_many_arguments)]
+pub fn rotated_relu_backward(
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    x: &[f32],
+    slope: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+    grad_slope: &mut [f32],
+) {
+    let shape = ChannelShape {
+        batch,
+        channels,
+        plane,
+    };
+    let op = "rotated_relu_backward";
+    check_backward(op, shape, [x, slope, grad_y, grad_x, grad_slope]);
+    map_reduce_channels(
+        shape,
+        [x, grad_y],
+        Some(slope),
+        [grad_x],
+        Some(grad_slope),
+        |[x, g], s| ([pass_where_positive(x, s * g)], relu(x) * g),
+    );
+}
+
+/// Rotated GELU: `y[n, c, p] = slope[c] * gelu(x[n, c, p])` with the exact GELU of
+/// [`super::gelu_forward`] (same accuracy), `y` overwritten.
+///
+/// `x` and `y` are `[batch, channels, plane]`, `slope` has `channels` elements.
+///
+/// # Panics
+/// If a slice length differs from the shape's.
+pub fn rotated_gelu_forward(
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    x: &[f32],
+    slope: &[f32],
+    y: &mut [f32],
+) {
+    let shape = ChannelShape {
+        batch,
+        channels,
+        plane,
+    };
+    check_forward("rotated_gelu_forward", shape, x, slope, y);
+    map_reduce_channels(shape, [x], Some(slope), [y], None, |[x], s| {
+        ([s * gelu(x)], f32x8::ZERO)
+    });
+}
+
+/// Rotated GELU backward, fused into one pass over `x` and `grad_y`:
+/// `grad_x[n, c, p] = slope[c] * gelu'(x[n, c, p]) * grad_y[n, c, p]` and
+/// `grad_slope[c] = sum over (n, p) of gelu(x[n, c, p]) * grad_y[n, c, p]`, with `gelu'` as
+/// in [`super::gelu_backward`].
+///
+/// Both outputs are overwritten. `x`, `grad_y` and `grad_x` are `[batch, channels, plane]`;
+/// `slope` and `grad_slope` have `channels` elements. `grad_slope` is the same for any
+/// number of threads.
+///
+/// # Panics
+/// If a slice length differs from the shape's.
+#[allow(clippy::too_many_arguments)]
+pub fn rotated_gelu_backward(
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    x: &[f32],
+    slope: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+    grad_slope: &mut [f32],
+) {
+    let shape = ChannelShape {
+        batch,
+        channels,
+        plane,
+    };
+    let op = "rotated_gelu_backward";
+    check_backward(op, shape, [x, slope, grad_y, grad_x, grad_slope]);
+    map_reduce_channels(
+        shape,
+        [x, grad_y],
+        Some(slope),
+        [grad_x],
+        Some(grad_slope),
+        |[x, g], s| {
+            let (value, derivative) = gelu_and_derivative(x);
+            ([s * derivative * g], value * g)
+        },
+    );
+}

@@ -1,0 +1,256 @@
+//! 2-D convolution (cross-correlation, as in PyTorch's `conv2d`), forward and backward.
+//!
+//! Layouts are NCHW: input `[batch, in_channels, in_h, in_w]`, weight `[out_channels,
+//! in_channels, kernel_h, kernel_w]`, output `[batch, out_channels, out_h, out_w]`, with
+//! `out = (in + 2 pad - kernel) / stride + 1`.
+//!
+//! Both directions are matrix products on tiles of im2col matrices (the columns of the
+//! convolution windows, see `conv/im2col.rs`), sized to stay in a core's L2 cache and run as
+//! rayon tasks over (image, tile) pairs; a 1x1, stride-1, unpadded convolution multiplies the
+//! input planes directly. `conv/plan.rs` says how the work is cut.
+
+mod backward;
+mod forward;
+mod im2col;
+mod plan;
+
+/// The shapes of a 2-D convolution.
+///
+/// Valid when `kernel_h >= 1`, `kernel_w >= 1`, `stride_h >= 1`, `stride_w >= 1`,
+/// `kernel_h <= in_h + 2 pad_h` and `kernel_w <= in_w + 2 pad_w`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Channels of each input image.
+    pub in_channels: usize,
+    /// Channels of each output image (the number of filters).
+    pub out_channels: usize,
+    /// Input height.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// Kernel height.
+    pub kernel_h: usize,
+    /// Kernel width.
+    pub kernel_w: usize,
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Zero rows added above and below the input.
+    pub pad_h: usize,
+    /// Zero columns added left and right of the input.
+    pub pad_w: usize,
+}
+
+impl Conv2dGeometry {
+    /// Output height: `(in_h + 2 pad_h - kernel_h) / stride_h + 1`.
+    ///
+    /// # Panics
+    /// If `kernel_h > in_h + 2 pad_h` or `stride_h == 0`.
+    pub fn out_h(&self) -> usize {
+        out_len(
+            self.in_h,
+            self.pad_h,
+            self.kernel_h,
+            self.stride_h,
+            "height",
+        )
+    }
+
+    /// Output width: `(in_w + 2 pad_w - kernel_w) / stride_w + 1`.
+    ///
+    /// # Panics
+    /// If `kernel_w > in_w + 2 pad_w` or `stride_w == 0`.
+    pub fn out_w(&self) -> usize {
+        out_len(self.in_w, self.pad_w, self.kernel_w, self.stride_w, "width")
+    }
+
+    /// Elements of the input: `batch * in_channels * in_h * in_w`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.in_h * self.in_w
+    }
+
+    /// Elements of the weight: `out_channels * in_channels * kernel_h * kernel_w`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.col_rows()
+    }
+
+    /// Elements of the output: `batch * out_channels * out_h * out_w`.
+    ///
+    /// # Panics
+    /// As [`out_h`](Self::out_h) and [`out_w`](Self::out_w).
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.positions()
+    }
+
+    /// Floating-point operations of the forward pass, counted as 2 per multiply-accumulate:
+    /// `2 * batch * out_channels * out_h * out_w * in_channels * kernel_h * kernel_w`.
+    ///
+    /// # Panics
+    /// As [`out_h`](Self::out_h) and [`out_w`](Self::out_w).
+    pub fn flops(&self) -> u64 {
+        2 * self.output_len() as u64 * self.col_rows() as u64
+    }
+
+    /// Output positions per channel: `out_h * out_w`.
+    fn positions(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// Rows of the im2col matrix, the length of one filter: `in_channels * kernel_h * kernel_w`.
+    fn col_rows(&self) -> usize {
+        self.in_channels * self.kernel_h * self.kernel_w
+    }
+
+    /// Elements of one input image.
+    fn input_image_len(&self) -> usize {
+        self.in_channels * self.in_h * self.in_w
+    }
+
+    /// A 1x1, stride-1, unpadded convolution: the im2col matrix is the input itself.
+    fn is_pointwise(&self) -> bool {
+        (
+            self.kernel_h,
+            self.kernel_w,
+            self.stride_h,
+            self.stride_w,
+            self.pad_h,
+            self.pad_w,
+        ) == (1, 1, 1, 1, 0, 0)
+    }
+
+    /// Panics unless the geometry is valid (see the type's documentation).
+    fn assert_valid(&self) {
+        assert!(
+            self.kernel_h >= 1 && self.kernel_w >= 1,
+            "conv2d: kernel {}x{} must be at least 1x1",
+            self.kernel_h,
+            self.kernel_w
+        );
+        self.out_h();
+        self.out_w();
+    }
+}
+
+fn out_len(input: usize, pad: usize, kernel: usize, stride: usize, what: &str) -> usize {
+    assert!(stride >= 1, "conv2d: {what} stride must be at least 1");
+    let padded = input + 2 * pad;
+    assert!(
+        kernel <= padded,
+        "conv2d: kernel {what} {kernel} exceeds the padded input {what} {padded}"
+    );
+    (padded - kernel) / stride + 1
+}
+
+/// Forward convolution:
+///
+/// ```text
+/// output[n, o, y, x] = bias[o] + sum over (c, i, j) of
+///     weight[o, c, i, j] * input[n, c, y * stride_h + i - pad_h, x * stride_w + j - pad_w]
+/// ```
+///
+/// with input elements outside the image reading 0 and `bias` 0 when `None`. `output` is
+/// overwritten (it may hold NaN on entry). Runs on rayon's global pool.
+///
+/// # Panics
+/// If the geometry is invalid, or a slice's length differs from `g.input_len()`,
+/// `g.weight_len()`, `g.out_channels` (bias) or `g.output_len()`.
+pub fn conv2d_forward(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    g.assert_valid();
+    assert_eq!(input.len(), g.input_len(), "conv2d_forward: input length");
+    assert_eq!(
+        weight.len(),
+        g.weight_len(),
+        "conv2d_forward: weight length"
+    );
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), g.out_channels, "conv2d_forward: bias length");
+    }
+    assert_eq!(
+        output.len(),
+        g.output_len(),
+        "conv2d_forward: output length"
+    );
+    forward::forward(g, input, weight, bias, output);
+}
+
+/// Backward convolution: the gradients of a loss with respect to the input, the weight and
+/// the bias of [`conv2d_forward`], given `grad_output` (shaped as the output):
+///
+/// ```text
+/// grad_input[n, c, h, w] = sum over (o, i, j, y, x) with h = y * stride_h + i - pad_h and
+///                          w = x * stride_w + j - pad_w of weight[o, c, i, j] * grad_output[n, o, y, x]
+/// grad_weight[o, c, i, j] = sum over (n, y, x) of input[n, c, y * stride_h + i - pad_h,
+///                           x * stride_w + j - pad_w] * grad_output[n, o, y, x]   (0 outside)
+/// grad_bias[o] = sum over (n, y, x) of grad_output[n, o, y, x]
+/// ```
+///
+/// Computes any subset: each requested buffer is overwritten (it may hold NaN on entry).
+/// `input` is read only for `grad_weight` and `weight` only for `grad_input`, but both are
+/// length-checked always. Runs on rayon's global pool; the results are the same bit for
+/// bit whatever the number of threads.
+///
+/// # Panics
+/// If the geometry is invalid, or a slice's length differs from `g.input_len()` (input,
+/// grad_input), `g.weight_len()` (weight, grad_weight), `g.output_len()` (grad_output) or
+/// `g.out_channels` (grad_bias).
+pub fn conv2d_backward(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) {
+    g.assert_valid();
+    assert_eq!(input.len(), g.input_len(), "conv2d_backward: input length");
+    assert_eq!(
+        weight.len(),
+        g.weight_len(),
+        "conv2d_backward: weight length"
+    );
+    assert_eq!(
+        grad_output.len(),
+        g.output_len(),
+        "conv2d_backward: grad_output length"
+    );
+    if let Some(grad_bias) = grad_bias.as_deref() {
+        assert_eq!(
+            grad_bias.len(),
+            g.out_channels,
+            "conv2d_backward: grad_bias length"
+        );
+    }
+    if let Some(grad_weight) = grad_weight.as_deref() {
+        assert_eq!(
+            grad_weight.len(),
+            g.weight_len(),
+            "conv2d_backward: grad_weight length"
+        );
+    }
+    if let Some(grad_input) = grad_input.as_deref() {
+        assert_eq!(
+            grad_input.len(),
+            g.input_len(),
+            "conv2d_backward: grad_input length"
+        );
+    }
+    if let Some(grad_bias) = grad_bias {
+        backward::bias_gradient(g, grad_output, grad_bias);
+    }
+    if let Some(grad_weight) = grad_weight {
+        backward::weight_gradient(g, input, grad_output, grad_weight);
+    }
+    if let Some(grad_input) = grad_input {
+        backward::input_gradient(g, weight, grad_output, grad_input);
+    }
+}

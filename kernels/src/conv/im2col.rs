@@ -1,0 +1,298 @@
+//! Moving between an image and the columns of its convolution windows.
+//!
+//! For a block of channels `c` and a tile of output positions `p = y * out_w + x`, the
+//! im2col matrix has one row per `(c, i, j)` (channel, kernel row, kernel column: the
+//! weight's order) and one column per position:
+//!
+//! ```text
+//! col[(c, i, j), p] = image[c, y * stride_h + i - pad_h, x * stride_w + j - pad_w]   (0 outside)
+//! ```
+//!
+//! so that a convolution is the matrix product `weight (out_channels x rows) x col`.
+//!
+//! NOTE: for each channel, the input rows a tile reads are first copied into a small
+//! zero-padded strip, so that every run of the im2col matrix (one output row's positions for
+//! one kernel tap) is a plain copy with no padding tests, from a strip that is still in the
+//! L1 cache. The runs are short (an output row), and per-run work is what im2col's time goes
+//! into.
+
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+
+use super::Conv2dGeometry;
+
+/// Scratch buffers of one task: the padded strip of one channel's input rows that a tile
+/// reads, and the tile's im2col matrix. They grow to the largest tile seen and are then
+/// reused.
+#[derive(Default)]
+pub(super) struct Scratch {
+    strip: Vec<f32>,
+    col: Vec<f32>,
+}
+
+/// One [`Scratch`] per thread of the current rayon pool, for the duration of one kernel call.
+///
+/// NOTE: rayon's `for_each_init` would build a fresh scratch for every piece its work
+/// stealing splits off (dozens per call), each allocating and zeroing a few hundred KiB;
+/// one scratch per thread, found by the thread's index in the pool, is allocated once.
+pub(super) struct ScratchPerThread {
+    slots: Vec<Mutex<Scratch>>,
+}
+
+impl ScratchPerThread {
+    pub(super) fn new() -> Self {
+        Self {
+            slots: (0..rayon::current_num_threads())
+                .map(|_| Mutex::default())
+                .collect(),
+        }
+    }
+
+    /// Runs `f` with the calling thread's scratch.
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        // NOTE: tasks run on the threads of the pool current when `new` ran, so the index
+        // is in range; a thread outside it would merely share slot 0 through the mutex.
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        let mut scratch = self.slots[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&mut scratch)
+    }
+}
+
+/// The runs of the im2col matrix of one tile, within one channel.
+struct TileRuns {
+    /// Rows `first_row..first_row + rows` of the zero-padded input plane (padded
+    /// coordinates, `width = in_w + 2 pad_w` wide) hold every element the tile reads.
+    first_row: usize,
+    rows: usize,
+    width: usize,
+    /// The tile cut at output-row boundaries.
+    segments: Vec<Segment>,
+}
+
+/// The part of a tile on one output row: `len` positions stored from column `start` of the
+/// tile, whose first window starts at element `strip_offset` of the strip (for kernel tap
+/// `(0, 0)`).
+#[derive(Clone, Copy)]
+struct Segment {
+    start: usize,
+    len: usize,
+    strip_offset: usize,
+}
+
+impl TileRuns {
+    /// # Panics
+    /// If `positions` is empty.
+    fn new(g: &Conv2dGeometry, positions: &Range<usize>) -> Self {
+        let out_w = g.out_w();
+        let (first_y, last_y) = (positions.start / out_w, (positions.end - 1) / out_w);
+        let first_row = first_y * g.stride_h;
+        let width = g.in_w + 2 * g.pad_w;
+        let mut segments = Vec::with_capacity(last_y - first_y + 1);
+        let mut p = positions.start;
+        while p < positions.end {
+            let (y, x0) = (p / out_w, p % out_w);
+            let len = (out_w - x0).min(positions.end - p);
+            segments.push(Segment {
+                start: p - positions.start,
+                len,
+                strip_offset: (y * g.stride_h - first_row) * width + x0 * g.stride_w,
+            });
+            p += len;
+        }
+        Self {
+            first_row,
+            rows: (last_y - first_y) * g.stride_h + g.kernel_h,
+            width,
+            segments,
+        }
+    }
+
+    fn strip_len(&self) -> usize {
+        self.rows * self.width
+    }
+
+    /// The input row (within a channel plane) behind strip row `r`, or `None` in the padding.
+    fn input_row(&self, g: &Conv2dGeometry, r: usize) -> Option<usize> {
+        (self.first_row + r)
+            .checked_sub(g.pad_h)
+            .filter(|&iy| iy < g.in_h)
+    }
+
+    /// Calls `run(row, strip_offset, segment)` for every run of one channel: `row` is the
+    /// run's row of the channel's im2col block (`i * kernel_w + j`), `strip_offset` where in
+    /// the strip its first window element lies.
+    ///
+    /// NOTE: the kernel column loop is outside the segment loop, so that the column buffer
+    /// is written (or read) in order, and col2im's consecutive runs add into different strip
+    /// rows rather than into a copy of the previous run shifted by one element, which would
+    /// defeat store-to-load forwarding.
+    fn for_each_run(&self, g: &Conv2dGeometry, mut run: impl FnMut(usize, usize, &Segment)) {
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                for s in &self.segments {
+                    run(i * g.kernel_w + j, s.strip_offset + i * self.width + j, s);
+                }
+            }
+        }
+    }
+}
+
+impl Scratch {
+    /// The im2col matrix of `channels` channels of one image (`image` holds them as
+    /// `[channels, in_h, in_w]`) for `positions`: `channels * kernel_h * kernel_w` rows by
+    /// `positions.len()` columns, row-major.
+    ///
+    /// # Panics
+    /// If `positions` is empty or reaches past the output plane, or `image` is shorter than
+    /// `channels` input planes.
+    pub(super) fn im2col(
+        &mut self,
+        g: &Conv2dGeometry,
+        image: &[f32],
+        channels: usize,
+        positions: Range<usize>,
+    ) -> &[f32] {
+        let runs = TileRuns::new(g, &positions);
+        let tile = positions.len();
+        let taps = g.kernel_h * g.kernel_w;
+        let plane = g.in_h * g.in_w;
+        let col = grown(&mut self.col, channels * taps * tile);
+        let strip = grown(&mut self.strip, runs.strip_len());
+        for (c, channel_col) in col.chunks_exact_mut(taps * tile).enumerate() {
+            let channel = &image[c * plane..(c + 1) * plane];
+            for (r, row) in strip.chunks_exact_mut(runs.width).enumerate() {
+                let Some(iy) = runs.input_row(g, r) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                let (left, rest) = row.split_at_mut(g.pad_w);
+                let (body, right) = rest.split_at_mut(g.in_w);
+                left.fill(0.0);
+                copy_short(body, &channel[iy * g.in_w..(iy + 1) * g.in_w]);
+                right.fill(0.0);
+            }
+            runs.for_each_run(g, |row, offset, s| {
+                let dst = &mut channel_col[row * tile + s.start..][..s.len];
+                if g.stride_w == 1 {
+                    copy_short(dst, &strip[offset..offset + s.len]);
+                } else {
+                    let source = strip[offset..].iter().step_by(g.stride_w);
+                    for (d, &v) in dst.iter_mut().zip(source) {
+                        *d = v;
+                    }
+                }
+            });
+        }
+        col
+    }
+
+    /// A column buffer of `len` floats (contents unspecified) for a gradient in im2col
+    /// layout, to be passed on with [`col2im_add`](Self::col2im_add).
+    pub(super) fn col_mut(&mut self, len: usize) -> &mut [f32] {
+        grown(&mut self.col, len)
+    }
+
+    /// Adds the im2col-shaped gradient left in the column buffer by [`col_mut`](Self::col_mut)
+    /// (`channels * kernel_h * kernel_w` rows by `positions.len()` columns) into the image
+    /// gradient `image` (`[channels, in_h, in_w]`): each entry that did not read padding is
+    /// added to the input element it read.
+    ///
+    /// # Panics
+    /// If `positions` is empty or reaches past the output plane, the column buffer is
+    /// shorter than the matrix, or `image` is shorter than `channels` input planes.
+    pub(super) fn col2im_add(
+        &mut self,
+        g: &Conv2dGeometry,
+        channels: usize,
+        positions: Range<usize>,
+        image: &mut [f32],
+    ) {
+        let runs = TileRuns::new(g, &positions);
+        let tile = positions.len();
+        let taps = g.kernel_h * g.kernel_w;
+        let plane = g.in_h * g.in_w;
+        let col = &self.col[..channels * taps * tile];
+        let strip = grown(&mut self.strip, runs.strip_len());
+        for (c, channel_col) in col.chunks_exact(taps * tile).enumerate() {
+            strip.fill(0.0);
+            runs.for_each_run(g, |row, offset, s| {
+                let src = &channel_col[row * tile + s.start..][..s.len];
+                if g.stride_w == 1 {
+                    add_short(&mut strip[offset..offset + s.len], src);
+                } else {
+                    let target = strip[offset..].iter_mut().step_by(g.stride_w);
+                    for (d, &v) in target.zip(src) {
+                        *d += v;
+                    }
+                }
+            });
+            let channel = &mut image[c * plane..(c + 1) * plane];
+            for (r, row) in strip.chunks_exact(runs.width).enumerate() {
+                if let Some(iy) = runs.input_row(g, r) {
+                    add_short(
+                        &mut channel[iy * g.in_w..(iy + 1) * g.in_w],
+                        &row[g.pad_w..g.pad_w + g.in_w],
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The first `len` elements of `buffer`, grown (with zeros) if it is shorter.
+fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of im2col (one output row, typically a few
+/// dozen floats), where a call to `memcpy` costs more than the copy itself.
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "copy_short: lengths differ");
+    let len = dst.len();
+    if len < 8 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+        return;
+    }
+    // NOTE: 8-float blocks, the last one overlapping its predecessor, in a loop whose exit
+    // test the optimiser does not turn back into a memcpy call.
+    let mut done = 0;
+    loop {
+        let at = done.min(len - 8);
+        let block: [f32; 8] = src[at..at + 8].try_into().expect("8 floats");
+        dst[at..at + 8].copy_from_slice(&block);
+        done += 8;
+        if done >= len {
+            return;
+        }
+    }
+}
+
+/// `dst += src` elementwise for the short runs of col2im, in 8-float blocks.
+fn add_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "add_short: lengths differ");
+    let mut dst_blocks = dst.chunks_exact_mut(8);
+    let mut src_blocks = src.chunks_exact(8);
+    for (d, s) in (&mut dst_blocks).zip(&mut src_blocks) {
+        let d: &mut [f32; 8] = d.try_into().expect("8 floats");
+        let s: [f32; 8] = s.try_into().expect("8 floats");
+        let mut sum = *d;
+        for (sum, s) in sum.iter_mut().zip(s) {
+            *sum += s;
+        }
+        *d = sum;
+    }
+    for (d, &s) in dst_blocks
+        .into_remainder()
+        .iter_mut()
+        .zip(src_blocks.remainder())
+    {
+        *d += s;
+    }
+}

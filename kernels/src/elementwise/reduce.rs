@@ -1,0 +1,279 @@
+//! Sums, the dot product, and sums and maxima along one axis.
+
+use super::lanes::{LANES, for_each_chunk, load, load_n, store_n, sum_run, update_run};
+use super::tasks::{items_per_task, run_tasks};
+use super::{PARTIAL_TERMS, TASK_LEN, assert_same_len};
+use bytemuck::cast;
+use wide::{CmpEq, CmpGt, f32x8, i32x8};
+
+/// Elements summed in `f32`, as 32 partial sums (four vectors) of [`PARTIAL_TERMS`] terms
+/// each, before the run's sum joins an `f64` total.
+const RUN: usize = 4 * LANES * PARTIAL_TERMS;
+
+/// Columns of the `[len, inner]` slab that one work item of an axis reduction covers.
+///
+/// NOTE: 256 columns (1 KiB per row) keep the tile's scratch rows in L1 while each row
+/// segment is still long enough for the hardware prefetcher.
+const TILE: usize = 256;
+
+/// `sum over i of term(inputs[0][i], ...)` on the calling thread, by runs of [`RUN`].
+fn run_sums<const N: usize>(inputs: [&[f32]; N], term: &impl Fn([f32x8; N]) -> f32x8) -> f64 {
+    let len = inputs.first().map_or(0, |s| s.len());
+    (0..len)
+        .step_by(RUN)
+        .map(|start| {
+            let end = (start + RUN).min(len);
+            f64::from(sum_run(inputs.map(|s| &s[start..end]), term))
+        })
+        .sum()
+}
+
+/// `sum over i of term(...)`, in tasks of [`TASK_LEN`] elements whose partial sums are
+/// added in order.
+fn blocked_sum<const N: usize>(
+    inputs: [&[f32]; N],
+    term: impl Fn([f32x8; N]) -> f32x8 + Sync,
+) -> f32 {
+    let len = inputs.first().map_or(0, |s| s.len());
+    let partials = run_tasks(vec![(); len.div_ceil(TASK_LEN)], len, |task, ()| {
+        let start = task * TASK_LEN;
+        let end = (start + TASK_LEN).min(len);
+        run_sums(inputs.map(|s| &s[start..end]), &term)
+    });
+    partials.iter().sum::<f64>() as f32
+}
+
+/// `sum over i of x[i]` (0 for an empty slice).
+///
+/// Accurate: runs of 1024 elements are summed in `f32` over 32 independent partial sums
+/// and the run sums in `f64`, so the error stays within a few units in the last place of
+/// `sum |x[i]|` for any length, and the result does not depend on the number of threads.
+pub fn sum(x: &[f32]) -> f32 {
+    blocked_sum([x], |[x]| x)
+}
+
+/// `sum over i of a[i] * b[i]` (0 for empty slices), accumulated as [`sum`] is.
+///
+/// # Panics
+/// If `a` and `b` differ in length.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_same_len("dot", ("a", a.len()), ("b", b.len()));
+    blocked_sum([a, b], |[a, b]| a * b)
+}
+
+/// `outer * len * inner`, checked.
+#[track_caller]
+fn axis_volume(op: &str, outer: usize, len: usize, inner: usize) -> usize {
+    outer
+        .checked_mul(len)
+        .and_then(|n| n.checked_mul(inner))
+        .unwrap_or_else(|| panic!("{op}: [{outer}, {len}, {inner}] overflows usize"))
+}
+
+/// Groups `items` into consecutive tasks of `per_task` items.
+fn group<T>(items: impl Iterator<Item = T>, per_task: usize) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        match groups.last_mut() {
+            Some(last) if last.len() < per_task => last.push(item),
+            _ => groups.push(vec![item]),
+        }
+    }
+    groups
+}
+
+/// `x` seen as `[outer, len, inner]` (row-major): `out[o, i] = sum over l of x[o, l, i]`;
+/// `out` (`[outer, inner]`) overwritten, zero when `len == 0`.
+///
+/// Accurate as [`sum`] is: `f32` partial sums of at most 32 terms, added in `f64`. Parallel
+/// over outputs, each computed by one task in a fixed order.
+///
+/// # Panics
+/// If `x` does not have `outer * len * inner` elements or `out` does not have
+/// `outer * inner`.
+pub fn sum_axis(outer: usize, len: usize, inner: usize, x: &[f32], out: &mut [f32]) {
+    let total = axis_volume("sum_axis", outer, len, inner);
+    assert_same_len("sum_axis", ("outer * len * inner", total), ("x", x.len()));
+    assert_same_len(
+        "sum_axis",
+        ("outer * inner", outer * inner),
+        ("out", out.len()),
+    );
+    if out.is_empty() {
+        return;
+    }
+    let per_row = inner.div_ceil(TILE);
+    let tiles = out
+        .chunks_mut(inner)
+        .flat_map(|row| row.chunks_mut(TILE))
+        .enumerate();
+    let groups = group(tiles, items_per_task(len * inner.min(TILE)));
+    run_tasks(groups, total, |_, group| {
+        for (t, tile) in group {
+            let (o, i0) = (t / per_row, t % per_row * TILE);
+            let slab = &x[o * len * inner..(o + 1) * len * inner];
+            if inner == 1 {
+                tile[0] = run_sums([slab], &|[v]| v) as f32;
+            } else {
+                column_sums(slab, inner, i0, tile);
+            }
+        }
+    });
+}
+
+/// `tile[j] = sum over l of slab[l, i0 + j]` for a `[len, inner]` slab: blocks of
+/// [`PARTIAL_TERMS`] rows are added in `f32` (vectorised along the row), and the block
+/// sums in `f64`.
+fn column_sums(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32]) {
+    let width = tile.len();
+    let row = |l: usize| &slab[l * inner + i0..l * inner + i0 + width];
+    let mut block = [0.0_f32; TILE];
+    let block = &mut block[..width];
+    let mut totals = [0.0_f64; TILE];
+    let totals = &mut totals[..width];
+    let len = slab.len() / inner;
+    for first in (0..len).step_by(PARTIAL_TERMS) {
+        block.copy_from_slice(row(first));
+        for l in first + 1..(first + PARTIAL_TERMS).min(len) {
+            update_run([row(l)], block, &|b, [r]| b + r);
+        }
+        for (total, &partial) in totals.iter_mut().zip(block.iter()) {
+            *total += f64::from(partial);
+        }
+    }
+    for (out, total) in tile.iter_mut().zip(totals.iter()) {
+        *out = *total as f32;
+    }
+}
+
+/// `v > best`, where NaN counts as greater than every number (so a maximum propagates NaN,
+/// as PyTorch's does).
+#[inline(always)]
+fn beats(v: f32x8, best: f32x8) -> f32x8 {
+    // NOTE: `is_nan`, not `cmp_ne(v, v)`: `wide`'s `cmp_ne` is an unordered comparison on
+    // SSE but an ordered one on AVX, so it misses NaN in AVX builds.
+    v.cmp_gt(best) | (v.is_nan() & best.cmp_eq(best))
+}
+
+/// Scalar [`beats`].
+fn beats_scalar(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
+/// `x` seen as `[outer, len, inner]` (row-major): `out[o, i] = max over l of x[o, l, i]`
+/// and `argmax[o, i]` = that `l`, the first on ties. NaN counts as the greatest value, so
+/// a slice holding NaN yields NaN and the index of its first NaN (as PyTorch's `max`).
+/// `out` and `argmax` (`[outer, inner]`) are overwritten. Parallel over outputs.
+///
+/// # Panics
+/// If `len == 0`, if `len - 1` does not fit `u32`, if `x` does not have
+/// `outer * len * inner` elements, or if `out` or `argmax` does not have `outer * inner`.
+pub fn max_axis(
+    outer: usize,
+    len: usize,
+    inner: usize,
+    x: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u32],
+) {
+    assert!(len >= 1, "max_axis: the reduced axis is empty");
+    assert!(
+        u32::try_from(len - 1).is_ok(),
+        "max_axis: an axis of {len} elements has indices beyond u32"
+    );
+    let total = axis_volume("max_axis", outer, len, inner);
+    assert_same_len("max_axis", ("outer * len * inner", total), ("x", x.len()));
+    assert_same_len(
+        "max_axis",
+        ("outer * inner", outer * inner),
+        ("out", out.len()),
+    );
+    assert_same_len(
+        "max_axis",
+        ("outer * inner", outer * inner),
+        ("argmax", argmax.len()),
+    );
+    if out.is_empty() {
+        return;
+    }
+    let per_row = inner.div_ceil(TILE);
+    let out_tiles = out.chunks_mut(inner).flat_map(|row| row.chunks_mut(TILE));
+    let arg_tiles = argmax
+        .chunks_mut(inner)
+        .flat_map(|row| row.chunks_mut(TILE));
+    let tiles = out_tiles.zip(arg_tiles).enumerate();
+    let groups = group(tiles, items_per_task(len * inner.min(TILE)));
+    run_tasks(groups, total, |_, group| {
+        for (t, (tile, arg_tile)) in group {
+            let (o, i0) = (t / per_row, t % per_row * TILE);
+            let slab = &x[o * len * inner..(o + 1) * len * inner];
+            if inner == 1 {
+                let (value, index) = row_max(slab);
+                tile[0] = value;
+                arg_tile[0] = index;
+            } else {
+                column_max(slab, inner, i0, tile, arg_tile);
+            }
+        }
+    });
+}
+
+/// The maximum of a non-empty row and the index of its first occurrence: each lane keeps
+/// the first maximum of its own elements, the lanes are then merged (lower index wins a
+/// tie), and the last partial chunk is scanned scalar.
+fn row_max(row: &[f32]) -> (f32, u32) {
+    let full = row.len() - row.len() % LANES;
+    let (mut best, mut at, mut rest) = (row[0], 0_u32, 1);
+    if full > 0 {
+        let mut best_lanes = load(row);
+        let mut index = i32x8::from([0, 1, 2, 3, 4, 5, 6, 7]);
+        let mut at_lanes = index;
+        for start in (LANES..full).step_by(LANES) {
+            index += i32x8::splat(LANES as i32);
+            let v = load(&row[start..]);
+            let take = beats(v, best_lanes);
+            best_lanes = take.blend(v, best_lanes);
+            at_lanes = cast::<_, i32x8>(take).blend(index, at_lanes);
+        }
+        // NOTE: lane indices are stored as i32 bit patterns of u32 indices.
+        let values = best_lanes.to_array();
+        let indices = cast::<_, [u32; LANES]>(at_lanes);
+        (best, at) = (values[0], indices[0]);
+        for (&v, &i) in values.iter().zip(&indices).skip(1) {
+            if beats_scalar(v, best) || (!beats_scalar(best, v) && i < at) {
+                (best, at) = (v, i);
+            }
+        }
+        rest = full;
+    }
+    for (l, &v) in row.iter().enumerate().skip(rest) {
+        if beats_scalar(v, best) {
+            (best, at) = (v, l as u32);
+        }
+    }
+    (best, at)
+}
+
+/// `tile[j] = max over l of slab[l, i0 + j]` and `arg_tile[j]` its first `l`, for a
+/// `[len, inner]` slab.
+fn column_max(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32], arg_tile: &mut [u32]) {
+    let width = tile.len();
+    let row = |l: usize| &slab[l * inner + i0..l * inner + i0 + width];
+    tile.copy_from_slice(row(0));
+    arg_tile.fill(0);
+    for l in 1..slab.len() / inner {
+        let values = row(l);
+        // NOTE: u32 indices travel in i32 lanes as bit patterns; `blend` only selects bits.
+        let index = i32x8::splat(l as u32 as i32);
+        for_each_chunk(width, |start, n| {
+            let v = load_n(values, start, n);
+            let best = load_n(tile, start, n);
+            let take = beats(v, best);
+            store_n(take.blend(v, best), tile, start, n);
+            let mut at = [0_u32; LANES];
+            at[..n].copy_from_slice(&arg_tile[start..start + n]);
+            let at = cast::<_, i32x8>(take).blend(index, cast(at));
+            arg_tile[start..start + n].copy_from_slice(&cast::<_, [u32; LANES]>(at)[..n]);
+        });
+    }
+}

@@ -1,0 +1,22 @@
+//! Rotor's compute kernels: plain functions on `f32` slices plus sizes.
+//!
+//! Nothing here knows about tensors or graphs. Every kernel documents its formula, its
+//! memory layout and its preconditions, and is tested against the plain scalar definition
+//! in [`reference`]. Parallel kernels use the global rayon pool (so `RAYON_NUM_THREADS`
+//! and any pool the caller installs are honoured); no kernel spawns threads of its own.
+//!
+//! Instruction sets: the compute-bound kernels (GEMM and the convolutions built on it) go
+//! through `matrixmultiply`, which picks AVX2/FMA or AVX micro-kernels at run time. The
+//! memory-bound kernels use `wide`'s portable vectors, whose width is fixed when this crate
+//! is compiled; [`simd::describe`] tells which paths a binary runs.
+
+pub mod activation;
+pub mod conv;
+pub mod denormal;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod norm;
+pub mod pool;
+pub mod reference;
+pub mod simd;

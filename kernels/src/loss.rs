@@ -1,0 +1,340 @@
+//! Softmax, log-softmax and the fused softmax + cross-entropy loss over the rows of a
+//! `rows x cols` row-major matrix.
+//!
+//! Every row is shifted by its maximum before exponentiating, so no logit overflows `exp`
+//! (logits of +-1e4 are fine) and the largest term of each row's sum is exactly 1. Row sums
+//! accumulate in `f64`. Kernels are parallel over blocks of rows when there is enough work.
+
+use crate::denormal::with_denormals_flushed;
+use rayon::prelude::*;
+use wide::{CmpLt, f32x8};
+
+/// NOTE: tasks of at least this many elements keep rayon's per-task cost small against the
+/// work, and let small problems run on the calling thread without entering the pool.
+const MIN_TASK_LEN: usize = 1 << 14;
+
+/// Elements per task: a whole number of rows.
+fn task_len(cols: usize) -> usize {
+    (MIN_TASK_LEN / cols).max(1) * cols
+}
+
+/// Row-wise softmax: `y[r, j] = exp(x[r, j] - max_r) / sum_k exp(x[r, k] - max_r)`.
+///
+/// `x` and `y` (overwritten) are `rows x cols`.
+///
+/// # Panics
+/// If a slice length is not `rows * cols`.
+pub fn softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), rows * cols, "softmax_forward: x length");
+    assert_eq!(y.len(), rows * cols, "softmax_forward: y length");
+    if y.is_empty() {
+        return;
+    }
+    let task = task_len(cols);
+    x.par_chunks(task)
+        .zip(y.par_chunks_mut(task))
+        .for_each(|(x, y)| {
+            with_denormals_flushed(|| {
+                for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+                    softmax_row(x, y);
+                }
+            });
+        });
+}
+
+/// Backward of [`softmax_forward`] given its output `y`:
+/// `grad_x[r, j] = y[r, j] * (grad_y[r, j] - sum_k grad_y[r, k] * y[r, k])`.
+///
+/// All slices are `rows x cols`; `grad_x` is overwritten.
+///
+/// # Panics
+/// If a slice length is not `rows * cols`.
+pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) {
+    assert_eq!(y.len(), rows * cols, "softmax_backward: y length");
+    assert_eq!(grad_y.len(), rows * cols, "softmax_backward: grad_y length");
+    assert_eq!(grad_x.len(), rows * cols, "softmax_backward: grad_x length");
+    if grad_x.is_empty() {
+        return;
+    }
+    let task = task_len(cols);
+    grad_x
+        .par_chunks_mut(task)
+        .zip(y.par_chunks(task))
+        .zip(grad_y.par_chunks(task))
+        .for_each(|((grad_x, y), grad_y)| {
+            with_denormals_flushed(|| {
+                let rows = grad_x
+                    .chunks_exact_mut(cols)
+                    .zip(y.chunks_exact(cols))
+                    .zip(grad_y.chunks_exact(cols));
+                for ((gx, y), gy) in rows {
+                    let dot = y
+                        .iter()
+                        .zip(gy)
+                        .map(|(&p, &d)| f64::from(p) * f64::from(d))
+                        .sum::<f64>() as f32;
+                    for ((gx, &p), &d) in gx.iter_mut().zip(y).zip(gy) {
+                        *gx = p * (d - dot);
+                    }
+                }
+            });
+        });
+}
+
+/// Row-wise log-softmax: `y[r, j] = (x[r, j] - max_r) - ln sum_k exp(x[r, k] - max_r)`.
+///
+/// `x` and `y` (overwritten) are `rows x cols`.
+///
+/// # Panics
+/// If a slice length is not `rows * cols`.
+pub fn log_softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), rows * cols, "log_softmax_forward: x length");
+    assert_eq!(y.len(), rows * cols, "log_softmax_forward: y length");
+    if y.is_empty() {
+        return;
+    }
+    let task = task_len(cols);
+    x.par_chunks(task)
+        .zip(y.par_chunks_mut(task))
+        .for_each(|(x, y)| {
+            with_denormals_flushed(|| {
+                for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+                    let max = row_max(x);
+                    // NOTE: y holds the exponentials only until their sum is known.
+                    let log_sum = exp_shifted(x, max, y).ln() as f32;
+                    for (y, &v) in y.iter_mut().zip(x) {
+                        *y = (v - max) - log_sum;
+                    }
+                }
+            });
+        });
+}
+
+/// Backward of [`log_softmax_forward`] given its output `y` (the log-probabilities):
+/// `grad_x[r, j] = grad_y[r, j] - exp(y[r, j]) * sum_k grad_y[r, k]`.
+///
+/// All slices are `rows x cols`; `grad_x` is overwritten.
+///
+/// # Panics
+/// If a slice length is not `rows * cols`.
+pub fn log_softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+) {
+    assert_eq!(y.len(), rows * cols, "log_softmax_backward: y length");
+    assert_eq!(
+        grad_y.len(),
+        rows * cols,
+        "log_softmax_backward: grad_y length"
+    );
+    assert_eq!(
+        grad_x.len(),
+        rows * cols,
+        "log_softmax_backward: grad_x length"
+    );
+    if grad_x.is_empty() {
+        return;
+    }
+    let task = task_len(cols);
+    grad_x
+        .par_chunks_mut(task)
+        .zip(y.par_chunks(task))
+        .zip(grad_y.par_chunks(task))
+        .for_each(|((grad_x, y), grad_y)| {
+            with_denormals_flushed(|| {
+                let rows = grad_x
+                    .chunks_exact_mut(cols)
+                    .zip(y.chunks_exact(cols))
+                    .zip(grad_y.chunks_exact(cols));
+                for ((gx, y), gy) in rows {
+                    let total = gy.iter().map(|&d| f64::from(d)).sum::<f64>() as f32;
+                    // NOTE: gx holds exp(y) until the gradient replaces it.
+                    exp_shifted(y, 0.0, gx);
+                    for (gx, &d) in gx.iter_mut().zip(gy) {
+                        *gx = d - *gx * total;
+                    }
+                }
+            });
+        });
+}
+
+/// Fused softmax and cross-entropy, mean over rows:
+/// `loss = (1 / rows) * sum_r -ln softmax(logits)[r, targets[r]]`, computed as
+/// `ln sum_k exp(logits[r, k] - max_r) - (logits[r, t] - max_r)` so it stays finite. Writes
+/// the softmax of `logits` into `probs` (overwritten) for [`cross_entropy_backward`].
+///
+/// `logits` and `probs` are `rows x cols`; `targets` has `rows` class indices. With
+/// `rows == 0` the mean is over nothing and the loss is NaN (as PyTorch's).
+///
+/// # Panics
+/// If a slice length differs from the sizes or a target is `>= cols`.
+pub fn cross_entropy_forward(
+    rows: usize,
+    cols: usize,
+    logits: &[f32],
+    targets: &[u32],
+    probs: &mut [f32],
+) -> f32 {
+    assert_eq!(
+        logits.len(),
+        rows * cols,
+        "cross_entropy_forward: logits length"
+    );
+    assert_eq!(
+        probs.len(),
+        rows * cols,
+        "cross_entropy_forward: probs length"
+    );
+    assert_targets("cross_entropy_forward", rows, cols, targets);
+    if rows == 0 {
+        return f32::NAN;
+    }
+    let task_rows = task_len(cols) / cols;
+    // NOTE: per-task partial sums are added in task order, so the loss does not depend on
+    // how rayon schedules the tasks.
+    let partials: Vec<f64> = logits
+        .par_chunks(task_rows * cols)
+        .zip(probs.par_chunks_mut(task_rows * cols))
+        .zip(targets.par_chunks(task_rows))
+        .map(|((logits, probs), targets)| {
+            with_denormals_flushed(|| {
+                let rows = logits
+                    .chunks_exact(cols)
+                    .zip(probs.chunks_exact_mut(cols))
+                    .zip(targets);
+                rows.map(|((x, p), &t)| {
+                    let (max, sum) = softmax_row(x, p);
+                    sum.ln() - f64::from(x[t as usize] - max)
+                })
+                .sum::<f64>()
+            })
+        })
+        .collect();
+    (partials.iter().sum::<f64>() / rows as f64) as f32
+}
+
+/// Backward of [`cross_entropy_forward`]:
+/// `grad_logits[r, j] = grad_loss / rows * (probs[r, j] - [j == targets[r]])` (overwritten).
+///
+/// # Panics
+/// If a slice length differs from the sizes or a target is `>= cols`.
+pub fn cross_entropy_backward(
+    rows: usize,
+    cols: usize,
+    probs: &[f32],
+    targets: &[u32],
+    grad_loss: f32,
+    grad_logits: &mut [f32],
+) {
+    assert_eq!(
+        probs.len(),
+        rows * cols,
+        "cross_entropy_backward: probs length"
+    );
+    assert_eq!(
+        grad_logits.len(),
+        rows * cols,
+        "cross_entropy_backward: grad_logits length"
+    );
+    assert_targets("cross_entropy_backward", rows, cols, targets);
+    if rows == 0 {
+        return;
+    }
+    let scale = grad_loss / rows as f32;
+    let task_rows = task_len(cols) / cols;
+    grad_logits
+        .par_chunks_mut(task_rows * cols)
+        .zip(probs.par_chunks(task_rows * cols))
+        .zip(targets.par_chunks(task_rows))
+        .for_each(|((grad_logits, probs), targets)| {
+            with_denormals_flushed(|| {
+                let rows = grad_logits
+                    .chunks_exact_mut(cols)
+                    .zip(probs.chunks_exact(cols))
+                    .zip(targets);
+                for ((gx, p), &t) in rows {
+                    for (gx, &p) in gx.iter_mut().zip(p) {
+                        *gx = scale * p;
+                    }
+                    gx[t as usize] = scale * (p[t as usize] - 1.0);
+                }
+            });
+        });
+}
+
+fn assert_targets(op: &str, rows: usize, cols: usize, targets: &[u32]) {
+    assert_eq!(targets.len(), rows, "{op}: targets length");
+    if let Some((r, &t)) = targets
+        .iter()
+        .enumerate()
+        .find(|&(_, &t)| t as usize >= cols)
+    {
+        panic!("{op}: target {t} of row {r} is not below the {cols} classes");
+    }
+}
+
+/// Largest element of a row (NaNs are skipped; they reach the output through the
+/// exponentials anyway), over eight independent lanes so the comparisons pipeline.
+fn row_max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let groups = x.chunks_exact(8);
+    let tail = groups
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for group in groups {
+        for (lane, &v) in lanes.iter_mut().zip(group) {
+            *lane = lane.max(v);
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// Writes `y[k] = exp(x[k] - max)` and returns the sum of the `y[k]`.
+///
+/// NOTE: eight lanes at a time with `wide`'s polynomial exponential (within a few ulp),
+/// several times faster than the scalar `f32::exp`. That polynomial returns zero outside
+/// |t| < 87.3 and for NaN, so any group holding such a value goes through `f32::exp`,
+/// which underflows, overflows and propagates NaN as it should. The sum runs in `f32`
+/// lanes over blocks of `SUM_BLOCK` groups, then in `f64` across blocks.
+fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f64 {
+    const SUM_BLOCK: usize = 16;
+    let x_groups = x.chunks_exact(8);
+    let x_tail = x_groups.remainder();
+    let mut sum = 0.0_f64;
+    let mut lanes = f32x8::ZERO;
+    for (i, (x, y)) in x_groups.zip(y.chunks_exact_mut(8)).enumerate() {
+        let t = f32x8::new(x.try_into().expect("internal: groups of 8")) - f32x8::from(max);
+        let e = if t.abs().cmp_lt(f32x8::from(87.0)).all() {
+            t.exp()
+        } else {
+            f32x8::new(t.to_array().map(f32::exp))
+        };
+        y.copy_from_slice(&e.to_array());
+        lanes += e;
+        if i % SUM_BLOCK == SUM_BLOCK - 1 {
+            sum += f64::from(lanes.reduce_add());
+            lanes = f32x8::ZERO;
+        }
+    }
+    sum += f64::from(lanes.reduce_add());
+    let tail = x.len() - x_tail.len();
+    for (y, &v) in y[tail..].iter_mut().zip(x_tail) {
+        *y = (v - max).exp();
+        sum += f64::from(*y);
+    }
+    sum
+}
+
+/// Writes the softmax of row `x` into `y`; returns the row maximum and the sum of the shifted
+/// exponentials.
+fn softmax_row(x: &[f32], y: &mut [f32]) -> (f32, f64) {
+    let max = row_max(x);
+    let sum = exp_shifted(x, max, y);
+    let inv = (1.0 / sum) as f32;
+    y.iter_mut().for_each(|y| *y *= inv);
+    (max, sum)
+}

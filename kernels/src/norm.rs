@@ -1,0 +1,517 @@
+//! Batch normalisation over `[batch, channels, plane]` data (NCHW with `plane = H * W`, or an
+//! `[N, C]` matrix with `plane = 1`): statistics per channel over batch and plane.
+//!
+//! Each kernel is made of two kinds of pass: per-channel sums, parallel over blocks of
+//! channels (of rows when `plane == 1`), accumulated in `f32` lanes over short blocks and in
+//! `f64` across blocks; and a per-channel affine map, parallel over groups of planes (of rows
+//! when `plane == 1`). Statistics take two passes (mean, then the sum of squared deviations
+//! from it), so a large mean never cancels the variance away.
+
+use crate::denormal::with_denormals_flushed;
+use rayon::prelude::*;
+
+/// Shape of batch-normalised data: `[batch, channels, plane]`, statistics per channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchNormGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub plane: usize,
+}
+
+impl BatchNormGeometry {
+    /// Number of data elements, `batch * channels * plane`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels * self.plane
+    }
+
+    /// Number of elements each channel's statistics cover, `batch * plane`.
+    fn per_channel(&self) -> usize {
+        self.batch * self.plane
+    }
+}
+
+/// NOTE: tasks of at least this many elements keep rayon's per-task cost small against the
+/// work, and let small problems run on the calling thread without entering the pool.
+const MIN_TASK_LEN: usize = 1 << 14;
+
+/// Independent `f32` accumulators of a plane sum.
+const LANES: usize = 8;
+
+/// Batch normalisation, training mode. Per channel `c`, over all `(n, p)`:
+/// `mean = sum x / m`, `var = sum (x - mean)^2 / m` (biased) with `m = batch * plane`,
+/// `invstd = 1 / sqrt(var + eps)`, and
+/// `output[n, c, p] = (input[n, c, p] - mean) * invstd * gamma[c] + beta[c]`.
+///
+/// Writes `save_mean[c] = mean` and `save_invstd[c] = invstd` for the backward, and updates
+/// `running_mean[c] <- (1 - momentum) running_mean[c] + momentum mean` and `running_var`
+/// likewise with the unbiased variance `var * m / (m - 1)` (PyTorch's convention).
+///
+/// `input` and `output` (overwritten) are `[batch, channels, plane]`; every other slice has
+/// `channels` elements.
+///
+/// # Panics
+/// If `batch * plane < 2` or a slice length differs from the geometry's.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_train(
+    g: &BatchNormGeometry,
+    input: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    momentum: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    output: &mut [f32],
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+) {
+    assert!(
+        g.per_channel() >= 2,
+        "batch_norm_forward_train: needs at least 2 values per channel, got {g:?}"
+    );
+    assert_eq!(
+        input.len(),
+        g.input_len(),
+        "batch_norm_forward_train: input length"
+    );
+    assert_eq!(
+        output.len(),
+        g.input_len(),
+        "batch_norm_forward_train: output length"
+    );
+    for (name, len) in [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+        ("save_mean", save_mean.len()),
+        ("save_invstd", save_invstd.len()),
+    ] {
+        assert_eq!(len, g.channels, "batch_norm_forward_train: {name} length");
+    }
+    let count = g.per_channel() as f64;
+    // NOTE: summing x - pilot[c], for a sample pilot[c] of the channel, keeps the f32 block
+    // sums accurate relative to the spread of the data rather than to its distance from zero.
+    let pilot: Vec<f32> = (0..g.channels).map(|c| input[c * g.plane]).collect();
+    let centers: Vec<(f32, f32)> = channel_sums(g, input, input, |c, x, _| [x - pilot[c]])
+        .iter()
+        .zip(&pilot)
+        .map(|([s], &p)| split_f64(f64::from(p) + s / count))
+        .collect();
+    let squares = channel_sums(g, input, input, |c, x, _| {
+        let d = centered(x, centers[c]);
+        [d * d]
+    });
+    let momentum = f64::from(momentum);
+    let mut coefficients = Vec::with_capacity(g.channels);
+    for c in 0..g.channels {
+        let mean = f64::from(centers[c].0) + f64::from(centers[c].1);
+        let var = squares[c][0] / count;
+        let invstd = 1.0 / (var + f64::from(eps)).sqrt();
+        save_mean[c] = mean as f32;
+        save_invstd[c] = invstd as f32;
+        running_mean[c] = ((1.0 - momentum) * f64::from(running_mean[c]) + momentum * mean) as f32;
+        let unbiased = var * count / (count - 1.0);
+        running_var[c] =
+            ((1.0 - momentum) * f64::from(running_var[c]) + momentum * unbiased) as f32;
+        coefficients.push(ChannelAffine {
+            center: centers[c],
+            scale: (f64::from(gamma[c]) * invstd) as f32,
+            shift: beta[c],
+            ..ChannelAffine::default()
+        });
+    }
+    map_channels(g, input, input, &coefficients, output, |k, x, _| {
+        centered(x, k.center) * k.scale + k.shift
+    });
+}
+
+/// Batch normalisation, evaluation mode, with `invstd = 1 / sqrt(running_var[c] + eps)`:
+/// `output[n, c, p] = (input[n, c, p] - running_mean[c]) * invstd * gamma[c] + beta[c]`.
+///
+/// `input` and `output` (overwritten) are `[batch, channels, plane]`; the per-channel slices
+/// have `channels` elements.
+///
+/// # Panics
+/// If a slice length differs from the geometry's.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_eval(
+    g: &BatchNormGeometry,
+    input: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    output: &mut [f32],
+) {
+    assert_eq!(
+        input.len(),
+        g.input_len(),
+        "batch_norm_forward_eval: input length"
+    );
+    assert_eq!(
+        output.len(),
+        g.input_len(),
+        "batch_norm_forward_eval: output length"
+    );
+    assert_channel_lens(
+        "batch_norm_forward_eval",
+        g,
+        [gamma, beta, running_mean, running_var],
+    );
+    let coefficients: Vec<ChannelAffine> = (0..g.channels)
+        .map(|c| {
+            let invstd = 1.0 / (f64::from(running_var[c]) + f64::from(eps)).sqrt();
+            ChannelAffine {
+                center: (running_mean[c], 0.0),
+                scale: (f64::from(gamma[c]) * invstd) as f32,
+                shift: beta[c],
+                ..ChannelAffine::default()
+            }
+        })
+        .collect();
+    map_channels(g, input, input, &coefficients, output, |k, x, _| {
+        centered(x, k.center) * k.scale + k.shift
+    });
+}
+
+/// Backward of [`batch_norm_forward_train`], the statistics depending on the input. With
+/// `xhat = (x - save_mean[c]) * save_invstd[c]`, sums over `(n, p)` and `m = batch * plane`:
+/// `grad_beta[c] = sum grad_output`, `grad_gamma[c] = sum grad_output * xhat`, and
+/// `grad_input = gamma[c] * invstd * (grad_output - grad_beta[c] / m - xhat * grad_gamma[c] / m)`.
+///
+/// `input`, `grad_output` and `grad_input` are `[batch, channels, plane]`; the per-channel
+/// slices have `channels` elements. All three gradients are overwritten.
+///
+/// # Panics
+/// If `batch * plane < 2` or a slice length differs from the geometry's.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward_train(
+    g: &BatchNormGeometry,
+    input: &[f32],
+    grad_output: &[f32],
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_invstd: &[f32],
+    grad_input: &mut [f32],
+    grad_gamma: &mut [f32],
+    grad_beta: &mut [f32],
+) {
+    assert!(
+        g.per_channel() >= 2,
+        "batch_norm_backward_train: needs at least 2 values per channel, got {g:?}"
+    );
+    assert_eq!(
+        input.len(),
+        g.input_len(),
+        "batch_norm_backward_train: input length"
+    );
+    assert_eq!(
+        grad_output.len(),
+        g.input_len(),
+        "batch_norm_backward_train: grad_output length"
+    );
+    assert_eq!(
+        grad_input.len(),
+        g.input_len(),
+        "batch_norm_backward_train: grad_input length"
+    );
+    assert_channel_lens(
+        "batch_norm_backward_train",
+        g,
+        [gamma, save_mean, save_invstd, grad_gamma, grad_beta],
+    );
+    let count = g.per_channel() as f64;
+    let sums = channel_sums(g, grad_output, input, |c, d, x| [d, d * (x - save_mean[c])]);
+    let mut coefficients = Vec::with_capacity(g.channels);
+    for c in 0..g.channels {
+        let [sum, dot] = sums[c];
+        let invstd = f64::from(save_invstd[c]);
+        let gain = f64::from(gamma[c]) * invstd;
+        grad_beta[c] = sum as f32;
+        grad_gamma[c] = (dot * invstd) as f32;
+        // NOTE: expanding xhat, grad_input = gain * d - gain * invstd^2 * dot / m * (x - mean)
+        // - gain * sum / m: one multiply-add chain per element.
+        coefficients.push(ChannelAffine {
+            center: (save_mean[c], 0.0),
+            scale: (-gain * invstd * invstd * dot / count) as f32,
+            grad_scale: gain as f32,
+            shift: (-gain * sum / count) as f32,
+        });
+    }
+    map_channels(
+        g,
+        grad_output,
+        input,
+        &coefficients,
+        grad_input,
+        |k, d, x| k.grad_scale * d + k.scale * centered(x, k.center) + k.shift,
+    );
+}
+
+/// Backward of [`batch_norm_forward_eval`], the running statistics being constants. With
+/// `invstd = 1 / sqrt(running_var[c] + eps)` and sums over `(n, p)`:
+/// `grad_input = grad_output * gamma[c] * invstd`, `grad_beta[c] = sum grad_output`,
+/// `grad_gamma[c] = sum grad_output * (x - running_mean[c]) * invstd`.
+///
+/// `input`, `grad_output` and `grad_input` are `[batch, channels, plane]`; the per-channel
+/// slices have `channels` elements. All three gradients are overwritten.
+///
+/// # Panics
+/// If a slice length differs from the geometry's.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward_eval(
+    g: &BatchNormGeometry,
+    input: &[f32],
+    grad_output: &[f32],
+    gamma: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    grad_input: &mut [f32],
+    grad_gamma: &mut [f32],
+    grad_beta: &mut [f32],
+) {
+    assert_eq!(
+        input.len(),
+        g.input_len(),
+        "batch_norm_backward_eval: input length"
+    );
+    assert_eq!(
+        grad_output.len(),
+        g.input_len(),
+        "batch_norm_backward_eval: grad_output length"
+    );
+    assert_eq!(
+        grad_input.len(),
+        g.input_len(),
+        "batch_norm_backward_eval: grad_input length"
+    );
+    assert_channel_lens(
+        "batch_norm_backward_eval",
+        g,
+        [gamma, running_mean, running_var, grad_gamma, grad_beta],
+    );
+    let sums = channel_sums(g, grad_output, input, |c, d, x| {
+        [d, d * (x - running_mean[c])]
+    });
+    let mut coefficients = Vec::with_capacity(g.channels);
+    for c in 0..g.channels {
+        let [sum, dot] = sums[c];
+        let invstd = 1.0 / (f64::from(running_var[c]) + f64::from(eps)).sqrt();
+        grad_beta[c] = sum as f32;
+        grad_gamma[c] = (dot * invstd) as f32;
+        coefficients.push(ChannelAffine {
+            grad_scale: (f64::from(gamma[c]) * invstd) as f32,
+            ..ChannelAffine::default()
+        });
+    }
+    map_channels(
+        g,
+        grad_output,
+        grad_output,
+        &coefficients,
+        grad_input,
+        |k, d, _| k.grad_scale * d,
+    );
+}
+
+/// Per-channel coefficients of the elementwise passes, each of which uses some of
+/// `scale * (x - center) + grad_scale * grad + shift`.
+#[derive(Clone, Copy, Debug, Default)]
+struct ChannelAffine {
+    /// The center as an unevaluated sum `hi + lo` of two `f32`s.
+    center: (f32, f32),
+    scale: f32,
+    grad_scale: f32,
+    shift: f32,
+}
+
+/// `x - center` for a center given as `hi + lo`, accurate to about one rounding of the
+/// result.
+///
+/// NOTE: the batch mean of data far from zero is not an `f32`; rounding it first would cost
+/// `|mean| * 2^-24` of every centred value, which is large against a small spread. `x - hi`
+/// is exact when `x` is near `hi`, and `lo` carries the rest of the mean.
+#[inline(always)]
+fn centered(x: f32, (hi, lo): (f32, f32)) -> f32 {
+    (x - hi) - lo
+}
+
+/// `value` as `hi + lo` with `hi` the nearest `f32` and `lo` the rounded remainder.
+fn split_f64(value: f64) -> (f32, f32) {
+    let hi = value as f32;
+    (hi, (value - f64::from(hi)) as f32)
+}
+
+fn assert_channel_lens<const N: usize>(op: &str, g: &BatchNormGeometry, slices: [&[f32]; N]) {
+    for (i, s) in slices.iter().enumerate() {
+        assert_eq!(s.len(), g.channels, "{op}: per-channel argument {i} length");
+    }
+}
+
+/// Per channel `c`, the `K` sums over all `(n, p)` of `term(c, a[n, c, p], b[n, c, p])`.
+///
+/// Parallel over blocks of channels; each task walks its channels' planes image by image,
+/// so it reads memory in contiguous runs. Within a plane, terms add up in `f32` lanes over
+/// blocks of `BLOCK` elements (which vectorises), and blocks add up in `f64`. Matrices
+/// (`plane == 1`) go to [`row_sums`] instead.
+fn channel_sums<const K: usize>(
+    g: &BatchNormGeometry,
+    a: &[f32],
+    b: &[f32],
+    term: impl Fn(usize, f32, f32) -> [f32; K] + Sync,
+) -> Vec<[f64; K]> {
+    if g.input_len() == 0 {
+        return vec![[0.0; K]; g.channels];
+    }
+    if g.plane == 1 {
+        return row_sums(g, a, b, term);
+    }
+    let per_task = (MIN_TASK_LEN / g.per_channel()).max(1);
+    let blocks: Vec<Vec<[f64; K]>> = (0..g.channels.div_ceil(per_task))
+        .into_par_iter()
+        .map(|block| {
+            with_denormals_flushed(|| {
+                let channels = block * per_task..((block + 1) * per_task).min(g.channels);
+                let mut totals = vec![[0.0_f64; K]; channels.len()];
+                for n in 0..g.batch {
+                    let start = (n * g.channels + channels.start) * g.plane;
+                    let run = start..start + channels.len() * g.plane;
+                    let planes = a[run.clone()]
+                        .chunks_exact(g.plane)
+                        .zip(b[run].chunks_exact(g.plane));
+                    for ((total, c), (a, b)) in totals.iter_mut().zip(channels.clone()).zip(planes)
+                    {
+                        add_into(total, plane_sum(a, b, |x, y| term(c, x, y)));
+                    }
+                }
+                totals
+            })
+        })
+        .collect();
+    blocks.concat()
+}
+
+/// [`channel_sums`] of an `[N, C]` matrix: parallel over blocks of rows, each adding its rows
+/// into `f64` totals per channel (the channels are the independent lanes); the blocks'
+/// totals are then added in block order, so the result does not depend on scheduling.
+///
+/// NOTE: splitting a matrix by channels instead would have every task stride through all
+/// the rows for a few columns each.
+fn row_sums<const K: usize>(
+    g: &BatchNormGeometry,
+    a: &[f32],
+    b: &[f32],
+    term: impl Fn(usize, f32, f32) -> [f32; K] + Sync,
+) -> Vec<[f64; K]> {
+    let task_len = (MIN_TASK_LEN / g.channels).max(1) * g.channels;
+    let partials: Vec<Vec<[f64; K]>> = a
+        .par_chunks(task_len)
+        .zip(b.par_chunks(task_len))
+        .map(|(a, b)| {
+            with_denormals_flushed(|| {
+                let mut totals = vec![[0.0_f64; K]; g.channels];
+                for (a, b) in a.chunks_exact(g.channels).zip(b.chunks_exact(g.channels)) {
+                    for (c, ((total, &x), &y)) in totals.iter_mut().zip(a).zip(b).enumerate() {
+                        add_into(total, term(c, x, y).map(f64::from));
+                    }
+                }
+                totals
+            })
+        })
+        .collect();
+    let mut totals = vec![[0.0_f64; K]; g.channels];
+    for partial in &partials {
+        for (total, &values) in totals.iter_mut().zip(partial) {
+            add_into(total, values);
+        }
+    }
+    totals
+}
+
+/// Elements summed in `f32` (over `LANES` lanes) before joining an `f64` total: short enough
+/// that the `f32` rounding stays near that of the `f64` sum, long enough to vectorise.
+const BLOCK: usize = 128;
+
+/// The sums over one plane of `term(a[i], b[i])`.
+#[inline(always)]
+fn plane_sum<const K: usize>(
+    a: &[f32],
+    b: &[f32],
+    term: impl Fn(f32, f32) -> [f32; K],
+) -> [f64; K] {
+    let mut total = [0.0_f64; K];
+    for (a, b) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let mut lanes = [[0.0_f32; LANES]; K];
+        let (groups_a, groups_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let (tail_a, tail_b) = (groups_a.remainder(), groups_b.remainder());
+        for (xs, ys) in groups_a.zip(groups_b) {
+            for (lane, (&x, &y)) in xs.iter().zip(ys).enumerate() {
+                for (sums, t) in lanes.iter_mut().zip(term(x, y)) {
+                    sums[lane] += t;
+                }
+            }
+        }
+        for (lane, (&x, &y)) in tail_a.iter().zip(tail_b).enumerate() {
+            for (sums, t) in lanes.iter_mut().zip(term(x, y)) {
+                sums[lane] += t;
+            }
+        }
+        for (total, sums) in total.iter_mut().zip(&lanes) {
+            *total += sums.iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+    }
+    total
+}
+
+fn add_into<const K: usize>(total: &mut [f64; K], values: [f64; K]) {
+    for (t, v) in total.iter_mut().zip(values) {
+        *t += v;
+    }
+}
+
+/// `out[n, c, p] = f(&coefficients[c], a[n, c, p], b[n, c, p])`, parallel over groups of
+/// planes, or of rows when `plane == 1` so that the loop runs along the channels.
+fn map_channels(
+    g: &BatchNormGeometry,
+    a: &[f32],
+    b: &[f32],
+    coefficients: &[ChannelAffine],
+    out: &mut [f32],
+    f: impl Fn(&ChannelAffine, f32, f32) -> f32 + Sync,
+) {
+    if out.is_empty() {
+        return;
+    }
+    let unit = if g.plane == 1 { g.channels } else { g.plane };
+    let task_len = (MIN_TASK_LEN / unit).max(1) * unit;
+    out.par_chunks_mut(task_len)
+        .zip(a.par_chunks(task_len))
+        .zip(b.par_chunks(task_len))
+        .enumerate()
+        .for_each(|(task, ((out, a), b))| {
+            with_denormals_flushed(|| {
+                let units = out
+                    .chunks_exact_mut(unit)
+                    .zip(a.chunks_exact(unit))
+                    .zip(b.chunks_exact(unit));
+                if g.plane == 1 {
+                    for ((out, a), b) in units {
+                        for (((o, &x), &y), k) in out.iter_mut().zip(a).zip(b).zip(coefficients) {
+                            *o = f(k, x, y);
+                        }
+                    }
+                } else {
+                    let first_plane = task * task_len / unit;
+                    for (i, ((out, a), b)) in units.enumerate() {
+                        let k = &coefficients[(first_plane + i) % g.channels];
+                        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                            *o = f(k, x, y);
+                        }
+                    }
+                }
+            });
+        });
+}

@@ -1,0 +1,524 @@
+//! 2-D pooling over NCHW planes: max pooling (with the argmax its backward needs), average
+//! pooling with padding counted in the divisor, and global average pooling.
+//!
+//! Every kernel is parallel over groups of whole (image, channel) planes, which are
+//! independent; each task runs with denormals flushed.
+
+use crate::denormal::with_denormals_flushed;
+use bytemuck::cast;
+use rayon::prelude::*;
+use wide::{CmpGt, f32x8, u32x8};
+
+/// Shape of a 2-D pooling: input `[batch, channels, in_h, in_w]`, output
+/// `[batch, channels, out_h, out_w]` with `out = (in + 2 pad - kernel) / stride + 1` per axis.
+///
+/// A window at output `(y, x)` covers input rows `y * stride_h - pad_h ..` (`kernel_h` of
+/// them) and columns likewise; positions outside the input are padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+}
+
+impl Pool2dGeometry {
+    /// Whether the pooling kernels accept this geometry: per axis `in >= 1`, `kernel >= 1`,
+    /// `stride >= 1`, `pad <= kernel / 2` and `kernel <= in + 2 pad`, and the input plane
+    /// has at most `u32::MAX` elements.
+    ///
+    /// NOTE: `pad <= kernel / 2` with `in >= 1` guarantees every window holds at least one
+    /// input element, so a maximum always exists and padding never has to win.
+    pub fn is_valid(&self) -> bool {
+        let axis_ok = |input: usize, kernel: usize, stride: usize, pad: usize| {
+            input >= 1
+                && kernel >= 1
+                && stride >= 1
+                && pad <= kernel / 2
+                && kernel <= input + 2 * pad
+        };
+        axis_ok(self.in_h, self.kernel_h, self.stride_h, self.pad_h)
+            && axis_ok(self.in_w, self.kernel_w, self.stride_w, self.pad_w)
+            && u32::try_from(self.in_h * self.in_w).is_ok()
+    }
+
+    /// Output height, `(in_h + 2 pad_h - kernel_h) / stride_h + 1`.
+    ///
+    /// # Panics
+    /// If `stride_h == 0` or `kernel_h > in_h + 2 pad_h`.
+    pub fn out_h(&self) -> usize {
+        out_extent(self.in_h, self.kernel_h, self.stride_h, self.pad_h)
+    }
+
+    /// Output width, `(in_w + 2 pad_w - kernel_w) / stride_w + 1`.
+    ///
+    /// # Panics
+    /// If `stride_w == 0` or `kernel_w > in_w + 2 pad_w`.
+    pub fn out_w(&self) -> usize {
+        out_extent(self.in_w, self.kernel_w, self.stride_w, self.pad_w)
+    }
+
+    /// Number of input elements, `batch * channels * in_h * in_w`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels * self.in_h * self.in_w
+    }
+
+    /// Number of output elements, `batch * channels * out_h * out_w`.
+    ///
+    /// # Panics
+    /// As [`Self::out_h`] and [`Self::out_w`].
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels * self.out_h() * self.out_w()
+    }
+
+    fn assert_valid(&self) {
+        assert!(self.is_valid(), "invalid pooling geometry {self:?}");
+    }
+}
+
+fn out_extent(input: usize, kernel: usize, stride: usize, pad: usize) -> usize {
+    assert!(stride >= 1, "pooling stride must be at least 1");
+    assert!(
+        kernel <= input + 2 * pad,
+        "pooling kernel {kernel} exceeds the padded input {input} + 2 * {pad}"
+    );
+    (input + 2 * pad - kernel) / stride + 1
+}
+
+/// NOTE: tasks of at least this many input elements keep rayon's per-task cost small against
+/// the work, and let small problems run on the calling thread without entering the pool.
+const MIN_TASK_LEN: usize = 1 << 14;
+
+/// How many whole planes of `plane_len` elements one task takes.
+fn planes_per_task(plane_len: usize) -> usize {
+    (MIN_TASK_LEN / plane_len.max(1)).max(1)
+}
+
+/// For each output position along one axis, the clipped input range `start..end` its window
+/// covers (padding excluded).
+fn window_ranges(input: usize, kernel: usize, stride: usize, pad: usize) -> Vec<(usize, usize)> {
+    (0..out_extent(input, kernel, stride, pad))
+        .map(|o| {
+            let start = o * stride;
+            // NOTE: kernel > pad (from pad <= kernel / 2), so the end never underflows.
+            (start.saturating_sub(pad), (start + kernel - pad).min(input))
+        })
+        .collect()
+}
+
+/// Whether `value` replaces `best` as the running maximum: strictly greater, or the first NaN,
+/// so NaN propagates and the first maximum in window order wins ties.
+#[inline(always)]
+fn beats(value: f32, best: f32) -> bool {
+    value > best || (value.is_nan() && !best.is_nan())
+}
+
+/// Max pooling: `output[n, c, y, x]` is the maximum of the input over window `(y, x)`;
+/// padding never wins. `argmax[n, c, y, x]` is the index within the input plane
+/// (`iy * in_w + ix`) of the chosen element: the first maximum in window order (row by row)
+/// on ties, the first NaN if the window holds one.
+///
+/// `input` is `[batch, channels, in_h, in_w]`; `output` and `argmax` are
+/// `[batch, channels, out_h, out_w]` and overwritten.
+///
+/// # Panics
+/// If the geometry is not [valid](Pool2dGeometry::is_valid) or a slice length differs from
+/// the geometry's.
+pub fn max_pool2d_forward(
+    g: &Pool2dGeometry,
+    input: &[f32],
+    output: &mut [f32],
+    argmax: &mut [u32],
+) {
+    g.assert_valid();
+    assert_eq!(
+        input.len(),
+        g.input_len(),
+        "max_pool2d_forward: input length"
+    );
+    assert_eq!(
+        output.len(),
+        g.output_len(),
+        "max_pool2d_forward: output length"
+    );
+    assert_eq!(
+        argmax.len(),
+        g.output_len(),
+        "max_pool2d_forward: argmax length"
+    );
+    if output.is_empty() {
+        return;
+    }
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h() * g.out_w();
+    let per_task = planes_per_task(in_plane);
+    let rows = window_ranges(g.in_h, g.kernel_h, g.stride_h, g.pad_h);
+    let cols = window_ranges(g.in_w, g.kernel_w, g.stride_w, g.pad_w);
+    let window = (
+        g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w,
+    );
+    let halving = window == (2, 2, 2, 2, 0, 0) && g.out_w() >= 8;
+    input
+        .par_chunks(in_plane * per_task)
+        .zip(output.par_chunks_mut(out_plane * per_task))
+        .zip(argmax.par_chunks_mut(out_plane * per_task))
+        .for_each(|((input, output), argmax)| {
+            with_denormals_flushed(|| {
+                let planes = input
+                    .chunks_exact(in_plane)
+                    .zip(output.chunks_exact_mut(out_plane))
+                    .zip(argmax.chunks_exact_mut(out_plane));
+                for ((x, y), a) in planes {
+                    if halving {
+                        max_plane_2x2(g.in_w, g.out_w(), x, y, a);
+                    } else {
+                        max_plane(g.in_w, &rows, &cols, x, y, a);
+                    }
+                }
+            });
+        });
+}
+
+/// Max pooling of one plane, any geometry.
+fn max_plane(
+    in_w: usize,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+    x: &[f32],
+    y: &mut [f32],
+    a: &mut [u32],
+) {
+    let outputs = y
+        .chunks_exact_mut(cols.len())
+        .zip(a.chunks_exact_mut(cols.len()));
+    for (&(y0, y1), (y_row, a_row)) in rows.iter().zip(outputs) {
+        for (&(x0, x1), (out, arg)) in cols.iter().zip(y_row.iter_mut().zip(a_row)) {
+            let mut best = x[y0 * in_w + x0];
+            let mut best_at = y0 * in_w + x0;
+            for iy in y0..y1 {
+                for (ix, &v) in x[iy * in_w..][x0..x1].iter().enumerate() {
+                    if beats(v, best) {
+                        best = v;
+                        best_at = iy * in_w + x0 + ix;
+                    }
+                }
+            }
+            *out = best;
+            *arg = best_at as u32;
+        }
+    }
+}
+
+/// Max pooling of one plane with 2x2 windows, stride 2, no padding: MnistNet's case.
+///
+/// NOTE: eight windows at a time, as vector compares and blends with the same tie and NaN
+/// rule as [`beats`] (the general loop's data-dependent branches mispredict on real data).
+/// A row whose width is not a multiple of eight ends with a group overlapping the previous
+/// one, which rewrites a few outputs with the same values instead of a scalar tail; so a
+/// row needs `out_w >= 8`.
+fn max_plane_2x2(in_w: usize, out_w: usize, x: &[f32], y: &mut [f32], a: &mut [u32]) {
+    debug_assert!(out_w >= 8, "internal: rows of at least one group");
+    let offsets = [0, 1, in_w as u32, in_w as u32 + 1].map(u32x8::splat);
+    let lane = u32x8::new([0, 2, 4, 6, 8, 10, 12, 14]);
+    let outputs = y.chunks_exact_mut(out_w).zip(a.chunks_exact_mut(out_w));
+    for (oy, (y_row, a_row)) in outputs.enumerate() {
+        let top_at = 2 * oy * in_w;
+        let (top, bottom) = x[top_at..top_at + 2 * in_w].split_at(in_w);
+        let last = (out_w % 8 != 0).then_some(out_w - 8);
+        for ox in (0..out_w / 8).map(|g| 8 * g).chain(last) {
+            let (t_even, t_odd) = split_pairs(&top[2 * ox..2 * ox + 16]);
+            let (b_even, b_odd) = split_pairs(&bottom[2 * ox..2 * ox + 16]);
+            let (mut best, mut offset) = (t_even, offsets[0]);
+            for (v, v_offset) in [
+                (t_odd, offsets[1]),
+                (b_even, offsets[2]),
+                (b_odd, offsets[3]),
+            ] {
+                let take = v.cmp_gt(best) | (v.is_nan() & !best.is_nan());
+                best = take.blend(v, best);
+                offset = cast::<f32x8, u32x8>(take).blend(v_offset, offset);
+            }
+            let at = u32x8::splat((top_at + 2 * ox) as u32) + lane + offset;
+            y_row[ox..ox + 8].copy_from_slice(&best.to_array());
+            a_row[ox..ox + 8].copy_from_slice(&at.to_array());
+        }
+    }
+}
+
+/// The even- and odd-indexed elements of a group of sixteen.
+#[inline(always)]
+fn split_pairs(group: &[f32]) -> (f32x8, f32x8) {
+    let group: &[f32; 16] = group.try_into().expect("internal: groups of 16");
+    (
+        f32x8::new(std::array::from_fn(|k| group[2 * k])),
+        f32x8::new(std::array::from_fn(|k| group[2 * k + 1])),
+    )
+}
+
+/// Backward of max pooling: `grad_input` (overwritten) is zero except that each
+/// `grad_output[n, c, y, x]` is added at `argmax[n, c, y, x]` of its plane (overlapping
+/// windows that chose the same element add up).
+///
+/// `grad_output` and `argmax` are `[batch, channels, out_h, out_w]`; `grad_input` is
+/// `[batch, channels, in_h, in_w]`.
+///
+/// # Panics
+/// If the geometry is not [valid](Pool2dGeometry::is_valid), a slice length differs from
+/// the geometry's, or an argmax is `>= in_h * in_w`.
+pub fn max_pool2d_backward(
+    g: &Pool2dGeometry,
+    grad_output: &[f32],
+    argmax: &[u32],
+    grad_input: &mut [f32],
+) {
+    g.assert_valid();
+    assert_eq!(
+        grad_output.len(),
+        g.output_len(),
+        "max_pool2d_backward: grad_output length"
+    );
+    assert_eq!(
+        argmax.len(),
+        g.output_len(),
+        "max_pool2d_backward: argmax length"
+    );
+    assert_eq!(
+        grad_input.len(),
+        g.input_len(),
+        "max_pool2d_backward: grad_input length"
+    );
+    if grad_input.is_empty() {
+        return;
+    }
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h() * g.out_w();
+    let per_task = planes_per_task(in_plane);
+    grad_input
+        .par_chunks_mut(in_plane * per_task)
+        .zip(grad_output.par_chunks(out_plane * per_task))
+        .zip(argmax.par_chunks(out_plane * per_task))
+        .for_each(|((grad_input, grad_output), argmax)| {
+            with_denormals_flushed(|| {
+                let planes = grad_input
+                    .chunks_exact_mut(in_plane)
+                    .zip(grad_output.chunks_exact(out_plane))
+                    .zip(argmax.chunks_exact(out_plane));
+                for ((gi, go), a) in planes {
+                    gi.fill(0.0);
+                    for (&d, &at) in go.iter().zip(a) {
+                        gi[at as usize] += d;
+                    }
+                }
+            });
+        });
+}
+
+/// Average pooling with padding counted (PyTorch's `count_include_pad=True` default):
+/// `output[n, c, y, x] = sum of the input over window (y, x) / (kernel_h * kernel_w)`,
+/// padding contributing zeros.
+///
+/// `input` is `[batch, channels, in_h, in_w]`; `output` is `[batch, channels, out_h, out_w]`
+/// and overwritten.
+///
+/// # Panics
+/// If the geometry is not [valid](Pool2dGeometry::is_valid) or a slice length differs from
+/// the geometry's.
+pub fn avg_pool2d_forward(g: &Pool2dGeometry, input: &[f32], output: &mut [f32]) {
+    g.assert_valid();
+    assert_eq!(
+        input.len(),
+        g.input_len(),
+        "avg_pool2d_forward: input length"
+    );
+    assert_eq!(
+        output.len(),
+        g.output_len(),
+        "avg_pool2d_forward: output length"
+    );
+    if output.is_empty() {
+        return;
+    }
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h() * g.out_w();
+    let per_task = planes_per_task(in_plane);
+    let rows = window_ranges(g.in_h, g.kernel_h, g.stride_h, g.pad_h);
+    let cols = window_ranges(g.in_w, g.kernel_w, g.stride_w, g.pad_w);
+    let inv_area = 1.0 / (g.kernel_h * g.kernel_w) as f32;
+    input
+        .par_chunks(in_plane * per_task)
+        .zip(output.par_chunks_mut(out_plane * per_task))
+        .for_each(|(input, output)| {
+            with_denormals_flushed(|| {
+                for (x, y) in input
+                    .chunks_exact(in_plane)
+                    .zip(output.chunks_exact_mut(out_plane))
+                {
+                    for (&(y0, y1), y_row) in rows.iter().zip(y.chunks_exact_mut(cols.len())) {
+                        for (&(x0, x1), out) in cols.iter().zip(y_row) {
+                            let total: f32 = (y0..y1)
+                                .map(|iy| x[iy * g.in_w..][x0..x1].iter().sum::<f32>())
+                                .sum();
+                            *out = total * inv_area;
+                        }
+                    }
+                }
+            });
+        });
+}
+
+/// Backward of [`avg_pool2d_forward`]: `grad_input[n, c, iy, ix]` (overwritten) is the sum,
+/// over the windows containing `(iy, ix)`, of `grad_output / (kernel_h * kernel_w)`.
+///
+/// `grad_output` is `[batch, channels, out_h, out_w]`; `grad_input` is
+/// `[batch, channels, in_h, in_w]`.
+///
+/// # Panics
+/// If the geometry is not [valid](Pool2dGeometry::is_valid) or a slice length differs from
+/// the geometry's.
+pub fn avg_pool2d_backward(g: &Pool2dGeometry, grad_output: &[f32], grad_input: &mut [f32]) {
+    g.assert_valid();
+    assert_eq!(
+        grad_output.len(),
+        g.output_len(),
+        "avg_pool2d_backward: grad_output length"
+    );
+    assert_eq!(
+        grad_input.len(),
+        g.input_len(),
+        "avg_pool2d_backward: grad_input length"
+    );
+    if grad_input.is_empty() {
+        return;
+    }
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h() * g.out_w();
+    let per_task = planes_per_task(in_plane);
+    let rows = window_ranges(g.in_h, g.kernel_h, g.stride_h, g.pad_h);
+    let cols = window_ranges(g.in_w, g.kernel_w, g.stride_w, g.pad_w);
+    let inv_area = 1.0 / (g.kernel_h * g.kernel_w) as f32;
+    grad_input
+        .par_chunks_mut(in_plane * per_task)
+        .zip(grad_output.par_chunks(out_plane * per_task))
+        .for_each(|(grad_input, grad_output)| {
+            with_denormals_flushed(|| {
+                for (gi, go) in grad_input
+                    .chunks_exact_mut(in_plane)
+                    .zip(grad_output.chunks_exact(out_plane))
+                {
+                    gi.fill(0.0);
+                    for (&(y0, y1), go_row) in rows.iter().zip(go.chunks_exact(cols.len())) {
+                        for (&(x0, x1), &d) in cols.iter().zip(go_row) {
+                            let share = d * inv_area;
+                            for iy in y0..y1 {
+                                gi[iy * g.in_w..][x0..x1]
+                                    .iter_mut()
+                                    .for_each(|v| *v += share);
+                            }
+                        }
+                    }
+                }
+            });
+        });
+}
+
+/// Global average pooling: `output[n, c] = (1 / plane) * sum over p of input[n, c, p]`,
+/// summed in `f64`.
+///
+/// `input` is `[batch, channels, plane]` (NCHW with `plane = H * W`); `output` is
+/// `[batch, channels]` and overwritten.
+///
+/// # Panics
+/// If `plane == 0` while `batch * channels > 0`, or a slice length differs from the sizes.
+pub fn global_avg_pool2d_forward(
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    assert_eq!(
+        input.len(),
+        batch * channels * plane,
+        "global_avg_pool2d_forward: input length"
+    );
+    assert_eq!(
+        output.len(),
+        batch * channels,
+        "global_avg_pool2d_forward: output length"
+    );
+    if output.is_empty() {
+        return;
+    }
+    assert!(plane >= 1, "global_avg_pool2d_forward: empty plane");
+    let per_task = planes_per_task(plane);
+    let inv_plane = 1.0 / plane as f64;
+    input
+        .par_chunks(plane * per_task)
+        .zip(output.par_chunks_mut(per_task))
+        .for_each(|(input, output)| {
+            with_denormals_flushed(|| {
+                for (x, out) in input.chunks_exact(plane).zip(output) {
+                    *out = (sum_f64(x) * inv_plane) as f32;
+                }
+            });
+        });
+}
+
+/// Backward of [`global_avg_pool2d_forward`]: `grad_input[n, c, p] = grad_output[n, c] / plane`
+/// (overwritten).
+///
+/// # Panics
+/// If a slice length differs from the sizes.
+pub fn global_avg_pool2d_backward(
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) {
+    assert_eq!(
+        grad_output.len(),
+        batch * channels,
+        "global_avg_pool2d_backward: grad_output length"
+    );
+    assert_eq!(
+        grad_input.len(),
+        batch * channels * plane,
+        "global_avg_pool2d_backward: grad_input length"
+    );
+    if grad_input.is_empty() {
+        return;
+    }
+    let per_task = planes_per_task(plane);
+    let inv_plane = 1.0 / plane as f32;
+    grad_input
+        .par_chunks_mut(plane * per_task)
+        .zip(grad_output.par_chunks(per_task))
+        .for_each(|(grad_input, grad_output)| {
+            with_denormals_flushed(|| {
+                for (gi, &d) in grad_input.chunks_exact_mut(plane).zip(grad_output) {
+                    gi.fill(d * inv_plane);
+                }
+            });
+        });
+}
+
+/// Sum in `f64` over eight independent lanes, so the additions pipeline (and vectorise)
+/// instead of waiting on one running total.
+fn sum_f64(x: &[f32]) -> f64 {
+    let mut lanes = [0.0_f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    lanes.iter().sum::<f64>() + tail
+}

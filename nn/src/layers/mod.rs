@@ -1,0 +1,17 @@
+//! The built-in layers.
+
+mod activation;
+mod conv;
+mod dropout;
+mod linear;
+mod norm;
+mod pool;
+mod sequential;
+
+pub use activation::{Gelu, Relu, RotatedGelu, RotatedRelu};
+pub use conv::Conv2d;
+pub use dropout::Dropout;
+pub use linear::Linear;
+pub use norm::BatchNorm2d;
+pub use pool::{AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d};
+pub use sequential::{Layer, Residual, Sequential};

@@ -1,0 +1,21 @@
+//! Rotor's neural-network building blocks: parameters, modules, layers, models,
+//! optimizers, learning-rate schedules and checkpoints.
+
+pub mod checkpoint;
+pub mod init;
+pub mod layers;
+pub mod metrics;
+pub mod models;
+pub mod module;
+pub mod optim;
+pub mod param;
+
+pub use checkpoint::CheckpointError;
+pub use layers::{
+    AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Gelu, GlobalAvgPool, Layer, Linear,
+    MaxPool2d, Relu, Residual, RotatedGelu, RotatedRelu, Sequential,
+};
+pub use models::{Activation, MnistNet};
+pub use module::{Module, ModuleExt};
+pub use optim::{Adam, AdamW, CosineAnnealingLr, LrSchedule, MultiStepLr, Optimizer, Sgd, StepLr};
+pub use param::{Param, ParamKind};

@@ -1,0 +1,5 @@
+//! Ready-made models.
+
+mod mnist;
+
+pub use mnist::{Activation, MnistNet};

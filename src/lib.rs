@@ -1,0 +1,9 @@
+//! Rotor: a CPU deep-learning engine that trains rotated-ReLU networks, removes the
+//! channels they switch off, and turns the saved FLOPs into saved wall-clock time.
+//!
+//! This crate re-exports the workspace's crates under short names.
+
+pub use rotor_datasets as datasets;
+pub use rotor_engine as engine;
+pub use rotor_kernels as kernels;
+pub use rotor_nn as nn;
