@@ -7,3 +7,8 @@ pub use rotor_datasets as datasets;
 pub use rotor_engine as engine;
 pub use rotor_kernels as kernels;
 pub use rotor_nn as nn;
+
+// The README's code is compiled and run as a doctest so that it cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -9,9 +9,10 @@
 //!
 //! let w = Tensor::from_vec(vec![1.0, -2.0, 3.0, 0.5], &[2, 2])?.requires_grad();
 //! let x = Tensor::from_vec(vec![0.5, 1.0], &[1, 2])?;
+//! // x w = [3.5, -0.5]: the ReLU passes only the first column's gradient back.
 //! let loss = x.matmul(&w)?.relu().sum();
 //! let grads = loss.backward()?;
-//! assert_eq!(grads.get(&w).unwrap().as_slice(), &[0.5, 0.5, 1.0, 1.0]);
+//! assert_eq!(grads.get(&w).unwrap().as_slice(), &[0.5, 0.0, 1.0, 0.0]);
 //! # Ok::<(), rotor_engine::Error>(())
 //! ```
 

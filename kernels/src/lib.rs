@@ -2,7 +2,7 @@
 //!
 //! Nothing here knows about tensors or graphs. Every kernel documents its formula, its
 //! memory layout and its preconditions, and is tested against the plain scalar definition
-//! in [`reference`]. Parallel kernels use the global rayon pool (so `RAYON_NUM_THREADS`
+//! in [`reference`](mod@reference). Parallel kernels use the global rayon pool (so `RAYON_NUM_THREADS`
 //! and any pool the caller installs are honoured); no kernel spawns threads of its own.
 //!
 //! Instruction sets: the compute-bound kernels (GEMM and the convolutions built on it) go
