@@ -2,7 +2,7 @@
 
 /// A one-line description of the SIMD paths in use, for benchmark and example output.
 ///
-/// GEMM (and so the convolutions) detects AVX2/FMA at run time; the elementwise kernels use
+/// GEMM (and so the convolutions) detects AVX-512 or AVX2/FMA at run time; the elementwise kernels use
 /// the vector width `wide` was compiled for.
 pub fn describe() -> String {
     format!("gemm: {}; elementwise: {}", gemm_path(), elementwise_path())
@@ -11,6 +11,10 @@ pub fn describe() -> String {
 fn gemm_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
+        // matrixmultiply's own dispatch order: its AVX-512 kernel first, then FMA+AVX2.
+        if std::is_x86_feature_detected!("avx512f") {
+            return "matrixmultiply avx512 (detected at run time)";
+        }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             return "matrixmultiply avx2+fma (detected at run time)";
         }
