@@ -10,9 +10,18 @@
 //! input planes directly. `conv/plan.rs` says how the work is cut.
 
 mod backward;
+mod direct;
 mod forward;
 mod im2col;
 mod plan;
+mod skip;
+mod skip_backward;
+
+pub use skip::SkipScratch;
+
+pub(crate) use im2col::grown as im2col_grown;
+
+use crate::skip::{ActiveChannels, Epilogue};
 
 /// The shapes of a 2-D convolution.
 ///
@@ -252,5 +261,143 @@ pub fn conv2d_backward(
     }
     if let Some(grad_input) = grad_input {
         backward::input_gradient(g, weight, grad_output, grad_input);
+    }
+}
+
+/// Channel-skipping forward convolution with a fused epilogue: for the active output
+/// channels `o` only,
+///
+/// ```text
+/// output[n, o, y, x] = epilogue_o(bias[o] + sum over active c, and (i, j), of
+///     weight[o, c, i, j] * input[n, c, y * stride_h + i - pad_h, x * stride_w + j - pad_w])
+/// ```
+///
+/// the result of [`conv2d_forward`] on weights and inputs whose inactive channels are zero,
+/// passed through `epilogue`. Inactive input channels are not read; inactive output channels
+/// are not written (they keep whatever `output` held, so a caller that zeroes them once can
+/// reuse the buffer). The active filters are gathered as the operand is packed: no
+/// compacted copy of the layer is kept. `scratch` is reused between calls. Runs on rayon's
+/// global pool, or on the calling thread when the work is small.
+///
+/// # Panics
+/// If the geometry is invalid, a slice's length differs from `g.input_len()`,
+/// `g.weight_len()`, `g.out_channels` (bias, slopes) or `g.output_len()`, or an active list
+/// is not strictly increasing within its channel count.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_active(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+    scratch: &mut SkipScratch,
+    output: &mut [f32],
+) {
+    let op = "conv2d_forward_active";
+    g.assert_valid();
+    active.check(op, g.in_channels, g.out_channels);
+    epilogue.check(op, g.out_channels);
+    assert_eq!(input.len(), g.input_len(), "{op}: input length");
+    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), g.out_channels, "{op}: bias length");
+    }
+    assert_eq!(output.len(), g.output_len(), "{op}: output length");
+    skip::forward_active(
+        g, active, input, weight, bias, epilogue, false, scratch, output,
+    );
+}
+
+/// [`conv2d_forward_active`] followed by a 2x2, stride-2 max pooling (floor mode, as
+/// PyTorch's `max_pool2d(2)`), fused: the epilogue pools each tile while it is in cache, and
+/// `output` is the pooled `[batch, out_channels, out_h / 2, out_w / 2]` map (inactive
+/// channels again not written).
+///
+/// # Panics
+/// As [`conv2d_forward_active`], with the pooled output length, or if `out_h` is odd (a
+/// dropped last row would break the row pairs tiles are cut into).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_active_max_pool2(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+    scratch: &mut SkipScratch,
+    output: &mut [f32],
+) {
+    let op = "conv2d_forward_active_max_pool2";
+    g.assert_valid();
+    active.check(op, g.in_channels, g.out_channels);
+    epilogue.check(op, g.out_channels);
+    assert_eq!(input.len(), g.input_len(), "{op}: input length");
+    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), g.out_channels, "{op}: bias length");
+    }
+    let (out_h, out_w) = (g.out_h(), g.out_w());
+    assert!(out_h % 2 == 0, "{op}: output height {out_h} is odd");
+    let pooled = g.batch * g.out_channels * (out_h / 2) * (out_w / 2);
+    assert_eq!(output.len(), pooled, "{op}: output length");
+    skip::forward_active(
+        g, active, input, weight, bias, epilogue, true, scratch, output,
+    );
+}
+
+/// Channel-skipping backward convolution: the gradients of [`conv2d_forward_active`]
+/// (with the identity epilogue), that is those of [`conv2d_backward`] on weights, inputs
+/// and output gradients whose inactive channels are zero. Each requested buffer is
+/// overwritten: `grad_input` on the active input channels, `grad_weight` on the active
+/// `(output, input)` pairs, `grad_bias` on the active outputs, and zero everywhere else.
+/// Inactive channels of `input`, `weight` and `grad_output` are not read. Runs on rayon's
+/// global pool; the results do not depend on the number of threads.
+///
+/// # Panics
+/// As [`conv2d_backward`], or if an active list is not strictly increasing within its
+/// channel count.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_active(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: Option<&mut [f32]>,
+    grad_bias: Option<&mut [f32]>,
+) {
+    let op = "conv2d_backward_active";
+    g.assert_valid();
+    active.check(op, g.in_channels, g.out_channels);
+    assert_eq!(input.len(), g.input_len(), "{op}: input length");
+    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
+    assert_eq!(
+        grad_output.len(),
+        g.output_len(),
+        "{op}: grad_output length"
+    );
+    if let Some(grad_bias) = grad_bias.as_deref() {
+        assert_eq!(grad_bias.len(), g.out_channels, "{op}: grad_bias length");
+    }
+    if let Some(grad_weight) = grad_weight.as_deref() {
+        assert_eq!(
+            grad_weight.len(),
+            g.weight_len(),
+            "{op}: grad_weight length"
+        );
+    }
+    if let Some(grad_input) = grad_input.as_deref() {
+        assert_eq!(grad_input.len(), g.input_len(), "{op}: grad_input length");
+    }
+    if let Some(grad_bias) = grad_bias {
+        skip_backward::bias_gradient_active(g, active.outputs, grad_output, grad_bias);
+    }
+    if let Some(grad_weight) = grad_weight {
+        skip_backward::weight_gradient_active(g, active, input, grad_output, grad_weight);
+    }
+    if let Some(grad_input) = grad_input {
+        skip_backward::input_gradient_active(g, active, weight, grad_output, grad_input);
     }
 }

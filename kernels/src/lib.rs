@@ -20,3 +20,4 @@ pub mod norm;
 pub mod pool;
 pub mod reference;
 pub mod simd;
+pub mod skip;

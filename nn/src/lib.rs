@@ -2,6 +2,7 @@
 //! optimizers, learning-rate schedules and checkpoints.
 
 pub mod checkpoint;
+pub mod inference;
 pub mod init;
 pub mod layers;
 pub mod metrics;
@@ -9,6 +10,8 @@ pub mod models;
 pub mod module;
 pub mod optim;
 pub mod param;
+pub mod prune;
+pub mod report;
 
 pub use checkpoint::CheckpointError;
 pub use layers::{

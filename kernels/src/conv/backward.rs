@@ -40,7 +40,7 @@ pub(super) fn bias_gradient(g: &Conv2dGeometry, grad_output: &[f32], grad_bias: 
 
 /// Sum of a plane in eight interleaved partial sums (vectorisable, and more accurate than
 /// one running sum).
-fn plane_sum(values: &[f32]) -> f32 {
+pub(super) fn plane_sum(values: &[f32]) -> f32 {
     let mut lanes = [0.0_f32; 8];
     let chunks = values.chunks_exact(8);
     let rest: f32 = chunks.remainder().iter().sum();

@@ -22,12 +22,14 @@ use std::sync::{Mutex, PoisonError};
 use super::Conv2dGeometry;
 
 /// Scratch buffers of one task: the padded strip of one channel's input rows that a tile
-/// reads, and the tile's im2col matrix. They grow to the largest tile seen and are then
+/// reads, the tile's im2col matrix and, for the channel-skipping forward, the tile's
+/// product before its epilogue moves it into the output. They grow to the largest tile seen and are then
 /// reused.
 #[derive(Default)]
-pub(super) struct Scratch {
+pub(crate) struct Scratch {
     strip: Vec<f32>,
     col: Vec<f32>,
+    product: Vec<f32>,
 }
 
 /// One [`Scratch`] per thread of the current rayon pool, for the duration of one kernel call.
@@ -35,12 +37,12 @@ pub(super) struct Scratch {
 /// NOTE: rayon's `for_each_init` would build a fresh scratch for every piece its work
 /// stealing splits off (dozens per call), each allocating and zeroing a few hundred KiB;
 /// one scratch per thread, found by the thread's index in the pool, is allocated once.
-pub(super) struct ScratchPerThread {
+pub(crate) struct ScratchPerThread {
     slots: Vec<Mutex<Scratch>>,
 }
 
 impl ScratchPerThread {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             slots: (0..rayon::current_num_threads())
                 .map(|_| Mutex::default())
@@ -49,7 +51,7 @@ impl ScratchPerThread {
     }
 
     /// Runs `f` with the calling thread's scratch.
-    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
         // NOTE: tasks run on the threads of the pool current when `new` ran, so the index
         // is in range; a thread outside it would merely share slot 0 through the mutex.
         let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
@@ -154,38 +156,36 @@ impl Scratch {
         channels: usize,
         positions: Range<usize>,
     ) -> &[f32] {
-        let runs = TileRuns::new(g, &positions);
         let tile = positions.len();
-        let taps = g.kernel_h * g.kernel_w;
-        let plane = g.in_h * g.in_w;
-        let col = grown(&mut self.col, channels * taps * tile);
-        let strip = grown(&mut self.strip, runs.strip_len());
-        for (c, channel_col) in col.chunks_exact_mut(taps * tile).enumerate() {
-            let channel = &image[c * plane..(c + 1) * plane];
-            for (r, row) in strip.chunks_exact_mut(runs.width).enumerate() {
-                let Some(iy) = runs.input_row(g, r) else {
-                    row.fill(0.0);
-                    continue;
-                };
-                let (left, rest) = row.split_at_mut(g.pad_w);
-                let (body, right) = rest.split_at_mut(g.in_w);
-                left.fill(0.0);
-                copy_short(body, &channel[iy * g.in_w..(iy + 1) * g.in_w]);
-                right.fill(0.0);
-            }
-            runs.for_each_run(g, |row, offset, s| {
-                let dst = &mut channel_col[row * tile + s.start..][..s.len];
-                if g.stride_w == 1 {
-                    copy_short(dst, &strip[offset..offset + s.len]);
-                } else {
-                    let source = strip[offset..].iter().step_by(g.stride_w);
-                    for (d, &v) in dst.iter_mut().zip(source) {
-                        *d = v;
-                    }
-                }
-            });
-        }
+        let col = grown(&mut self.col, channels * g.kernel_h * g.kernel_w * tile);
+        let target = ColumnBlock {
+            row_stride: tile,
+            offset: 0,
+        };
+        im2col_into(
+            g,
+            image,
+            0..channels,
+            positions,
+            &mut self.strip,
+            col,
+            target,
+        );
         col
+    }
+
+    /// The strip, a column buffer of `col_len` and a product buffer of `product_len` floats
+    /// (contents unspecified), for callers that lay out their own im2col matrices.
+    pub(super) fn parts(
+        &mut self,
+        col_len: usize,
+        product_len: usize,
+    ) -> (&mut Vec<f32>, &mut [f32], &mut [f32]) {
+        (
+            &mut self.strip,
+            grown(&mut self.col, col_len),
+            grown(&mut self.product, product_len),
+        )
     }
 
     /// A column buffer of `len` floats (contents unspecified) for a gradient in im2col
@@ -209,40 +209,176 @@ impl Scratch {
         positions: Range<usize>,
         image: &mut [f32],
     ) {
-        let runs = TileRuns::new(g, &positions);
         let tile = positions.len();
-        let taps = g.kernel_h * g.kernel_w;
-        let plane = g.in_h * g.in_w;
-        let col = &self.col[..channels * taps * tile];
-        let strip = grown(&mut self.strip, runs.strip_len());
-        for (c, channel_col) in col.chunks_exact(taps * tile).enumerate() {
-            strip.fill(0.0);
-            runs.for_each_run(g, |row, offset, s| {
-                let src = &channel_col[row * tile + s.start..][..s.len];
-                if g.stride_w == 1 {
-                    add_short(&mut strip[offset..offset + s.len], src);
-                } else {
-                    let target = strip[offset..].iter_mut().step_by(g.stride_w);
-                    for (d, &v) in target.zip(src) {
-                        *d += v;
-                    }
+        let col = &self.col[..channels * g.kernel_h * g.kernel_w * tile];
+        let source = ColumnBlock {
+            row_stride: tile,
+            offset: 0,
+        };
+        col2im_add_from(
+            g,
+            col,
+            source,
+            0..channels,
+            positions,
+            &mut self.strip,
+            image,
+        );
+    }
+}
+
+/// Where a tile's columns sit in a wider row-major matrix: row `r` of the tile starts at
+/// element `r * row_stride + offset`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ColumnBlock {
+    pub(super) row_stride: usize,
+    pub(super) offset: usize,
+}
+
+/// Writes the im2col rows of the listed `channels` of one image (`image` holds all its
+/// planes, `[in_channels, in_h, in_w]`) for `positions` into `col`: the `k`-th listed
+/// channel fills rows `k * taps..(k + 1) * taps` (`taps = kernel_h * kernel_w`), placed as
+/// `target` says. `strip` is scratch.
+///
+/// # Panics
+/// If `positions` is empty or reaches past the output plane, a channel's plane lies
+/// outside `image`, or a row lies outside `col`.
+pub(super) fn im2col_into(
+    g: &Conv2dGeometry,
+    image: &[f32],
+    channels: impl Iterator<Item = usize>,
+    positions: Range<usize>,
+    strip: &mut Vec<f32>,
+    col: &mut [f32],
+    target: ColumnBlock,
+) {
+    let runs = TileRuns::new(g, &positions);
+    let taps = g.kernel_h * g.kernel_w;
+    let plane = g.in_h * g.in_w;
+    let strip = grown(strip, runs.strip_len());
+    // NOTE: without padding the rows a tile reads are a contiguous part of the plane, which
+    // serves as the strip directly.
+    let unpadded = g.pad_h == 0 && g.pad_w == 0;
+    for (k, c) in channels.enumerate() {
+        let channel = &image[c * plane..(c + 1) * plane];
+        let strip: &[f32] = if unpadded {
+            &channel[runs.first_row * g.in_w..]
+        } else {
+            fill_strip(g, &runs, channel, strip);
+            strip
+        };
+        runs.for_each_run(g, |row, offset, s| {
+            let start = (k * taps + row) * target.row_stride + target.offset + s.start;
+            let dst = &mut col[start..][..s.len];
+            if g.stride_w == 1 {
+                copy_short(dst, &strip[offset..offset + s.len]);
+            } else {
+                let source = strip[offset..].iter().step_by(g.stride_w);
+                for (d, &v) in dst.iter_mut().zip(source) {
+                    *d = v;
                 }
-            });
-            let channel = &mut image[c * plane..(c + 1) * plane];
-            for (r, row) in strip.chunks_exact(runs.width).enumerate() {
-                if let Some(iy) = runs.input_row(g, r) {
-                    add_short(
-                        &mut channel[iy * g.in_w..(iy + 1) * g.in_w],
-                        &row[g.pad_w..g.pad_w + g.in_w],
-                    );
+            }
+        });
+    }
+}
+
+/// [`im2col_into`] for an unpadded, unit-stride convolution computed `in_w` wide: output
+/// position `y * in_w + x` (columns `x >= out_w` are junk, to be dropped) of tap `(i, j)`
+/// reads input element `y * in_w + x + i * in_w + j`, so each row of the tile is one
+/// contiguous run of the input plane (zero past its end, which only junk columns reach).
+///
+/// # Panics
+/// If a channel's plane lies outside `image`, or a row lies outside `col`.
+pub(super) fn im2col_wide_into(
+    g: &Conv2dGeometry,
+    image: &[f32],
+    channels: impl Iterator<Item = usize>,
+    positions: Range<usize>,
+    col: &mut [f32],
+    target: ColumnBlock,
+) {
+    let (taps, plane, in_w) = (g.kernel_h * g.kernel_w, g.in_h * g.in_w, g.in_w);
+    for (k, c) in channels.enumerate() {
+        let channel = &image[c * plane..(c + 1) * plane];
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                let row = k * taps + i * g.kernel_w + j;
+                let dst = &mut col[row * target.row_stride + target.offset..][..positions.len()];
+                let start = i * in_w + j + positions.start;
+                let available = plane.saturating_sub(start).min(dst.len());
+                if available > 0 {
+                    dst[..available].copy_from_slice(&channel[start..start + available]);
                 }
+                dst[available..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Copies the rows of `channel` (one input plane) that `runs` reads into `strip`, with the
+/// padding as zeros.
+fn fill_strip(g: &Conv2dGeometry, runs: &TileRuns, channel: &[f32], strip: &mut [f32]) {
+    for (r, row) in strip.chunks_exact_mut(runs.width).enumerate() {
+        let Some(iy) = runs.input_row(g, r) else {
+            row.fill(0.0);
+            continue;
+        };
+        let (left, rest) = row.split_at_mut(g.pad_w);
+        let (body, right) = rest.split_at_mut(g.in_w);
+        left.fill(0.0);
+        copy_short(body, &channel[iy * g.in_w..(iy + 1) * g.in_w]);
+        right.fill(0.0);
+    }
+}
+
+/// The inverse of [`im2col_into`] as a sum: adds the im2col-shaped gradient in `col`
+/// (placed as `source` says, the `k`-th listed channel in rows `k * taps..(k + 1) * taps`)
+/// into the planes of the listed `channels` of the image gradient `image`
+/// (`[in_channels, in_h, in_w]`). `strip` is scratch.
+///
+/// # Panics
+/// As [`im2col_into`].
+pub(super) fn col2im_add_from(
+    g: &Conv2dGeometry,
+    col: &[f32],
+    source: ColumnBlock,
+    channels: impl Iterator<Item = usize>,
+    positions: Range<usize>,
+    strip: &mut Vec<f32>,
+    image: &mut [f32],
+) {
+    let runs = TileRuns::new(g, &positions);
+    let taps = g.kernel_h * g.kernel_w;
+    let plane = g.in_h * g.in_w;
+    let strip = grown(strip, runs.strip_len());
+    for (k, c) in channels.enumerate() {
+        strip.fill(0.0);
+        runs.for_each_run(g, |row, offset, s| {
+            let start = (k * taps + row) * source.row_stride + source.offset + s.start;
+            let src = &col[start..][..s.len];
+            if g.stride_w == 1 {
+                add_short(&mut strip[offset..offset + s.len], src);
+            } else {
+                let target = strip[offset..].iter_mut().step_by(g.stride_w);
+                for (d, &v) in target.zip(src) {
+                    *d += v;
+                }
+            }
+        });
+        let channel = &mut image[c * plane..(c + 1) * plane];
+        for (r, row) in strip.chunks_exact(runs.width).enumerate() {
+            if let Some(iy) = runs.input_row(g, r) {
+                add_short(
+                    &mut channel[iy * g.in_w..(iy + 1) * g.in_w],
+                    &row[g.pad_w..g.pad_w + g.in_w],
+                );
             }
         }
     }
 }
 
 /// The first `len` elements of `buffer`, grown (with zeros) if it is shorter.
-fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(crate) fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buffer.len() < len {
         buffer.resize(len, 0.0);
     }

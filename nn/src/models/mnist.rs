@@ -3,7 +3,9 @@
 use rand::Rng;
 use rotor_engine::{Result, Tensor};
 
-use crate::layers::{Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu, RotatedRelu, Sequential};
+use crate::layers::{
+    BatchNorm2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu, RotatedRelu, Sequential,
+};
 use crate::module::{BufferVisitor, BufferVisitorMut, Module};
 use crate::param::{ParamVisitor, ParamVisitorMut};
 
@@ -69,6 +71,36 @@ impl MnistNet {
             .push("flatten", Flatten)
             .push("fc1", Linear::new(flat, hidden, true, rng)?)
             .push("act3", activation.layer(hidden, rng)?)
+            .push("fc2", Linear::new(hidden, 10, true, rng)?);
+        Ok(Self { net })
+    }
+
+    /// The Network Slimming baseline (Liu et al. 2017): the same network with a batch norm
+    /// after each hidden convolution and linear layer (which then have no bias) and plain
+    /// ReLUs; the batch norms' scales are the channel gates that an L1 penalty drives
+    /// towards zero.
+    ///
+    /// Layer names: `conv1`, `bn1`, `act1`, `conv2`, `bn2`, `act2`, `pool`, `flatten`,
+    /// `fc1`, `bn3`, `act3`, `fc2`.
+    ///
+    /// # Errors
+    /// If a size overflows.
+    pub fn with_batch_norm(widths: [usize; 3], rng: &mut impl Rng) -> Result<Self> {
+        let [c1, c2, hidden] = widths;
+        let mut fc1 = Linear::new(c2 * 12 * 12, hidden, true, rng)?;
+        fc1.bias = None;
+        let net = Sequential::new()
+            .push("conv1", Conv2d::new(1, c1, 3, 1, 0, rng)?.without_bias())
+            .push("bn1", BatchNorm2d::new(c1)?)
+            .push("act1", Relu)
+            .push("conv2", Conv2d::new(c1, c2, 3, 1, 0, rng)?.without_bias())
+            .push("bn2", BatchNorm2d::new(c2)?)
+            .push("act2", Relu)
+            .push("pool", MaxPool2d::new(2))
+            .push("flatten", Flatten)
+            .push("fc1", fc1)
+            .push("bn3", BatchNorm2d::new(hidden)?)
+            .push("act3", Relu)
             .push("fc2", Linear::new(hidden, 10, true, rng)?);
         Ok(Self { net })
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rotor_engine::{Gradients, TensorId};
 
 use super::Optimizer;
-use super::update::{flush_denormal, for_each_param_step};
+use super::update::{L1Penalty, flush_denormal, for_each_param_step};
 use crate::module::Module;
 
 /// Adam, exactly PyTorch's `Adam` (without `amsgrad`), with weight decay as an L2 term
@@ -16,14 +16,15 @@ use crate::module::Module;
 /// before the first step):
 ///
 /// ```text
-/// d = g + weight_decay * p + slope_l1 * sign(p)   (the last term for slopes only)
+/// d = g + weight_decay * p + l1 * sign(p)   (l1: slope_l1 for slopes, norm_scale_l1
+///                                          for batch-norm scales, else 0)
 /// m = m + (1 - beta1) * (d - m)
 /// v = beta2 * v + (1 - beta2) * d * d
 /// p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 /// ```
 ///
 /// Defaults are PyTorch's: `lr = 1e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`, no weight
-/// decay; and `slope_l1 = 0`. The moments take two values per element, kept per
+/// decay; and no L1 penalty. The moments take two values per element, kept per
 /// parameter id.
 ///
 /// A partly frozen parameter counts a step for all its elements, while its frozen
@@ -35,7 +36,7 @@ pub struct Adam {
     betas: (f32, f32),
     eps: f32,
     weight_decay: f32,
-    slope_l1: f32,
+    l1: L1Penalty,
     decoupled: bool,
     states: HashMap<TensorId, AdamState>,
 }
@@ -47,7 +48,7 @@ pub struct Adam {
 /// in it).
 ///
 /// Defaults are PyTorch's: `lr = 1e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`,
-/// `weight_decay = 1e-2`; and `slope_l1 = 0`.
+/// `weight_decay = 1e-2`; and no L1 penalty.
 #[derive(Clone, Debug)]
 pub struct AdamW(Adam);
 
@@ -90,7 +91,7 @@ impl Adam {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
-            slope_l1: 0.0,
+            l1: L1Penalty::default(),
             decoupled: false,
             states: HashMap::new(),
         }
@@ -138,11 +139,17 @@ impl Adam {
     /// # Panics
     /// If `slope_l1` is negative or not finite.
     pub fn slope_l1(mut self, slope_l1: f32) -> Self {
-        assert!(
-            slope_l1.is_finite() && slope_l1 >= 0.0,
-            "Adam: invalid slope L1 coefficient {slope_l1}"
-        );
-        self.slope_l1 = slope_l1;
+        self.l1.slope = L1Penalty::check("Adam", "slope", slope_l1);
+        self
+    }
+
+    /// Sets the L1 penalty on batch-norm scales, `norm_scale_l1 * sign(gamma)` added to
+    /// each scale's gradient (Network Slimming's sparsity penalty).
+    ///
+    /// # Panics
+    /// If `norm_scale_l1` is negative or not finite.
+    pub fn norm_scale_l1(mut self, norm_scale_l1: f32) -> Self {
+        self.l1.norm_scale = L1Penalty::check("Adam", "norm-scale", norm_scale_l1);
         self
     }
 }
@@ -189,6 +196,14 @@ impl AdamW {
     pub fn slope_l1(self, slope_l1: f32) -> Self {
         Self(self.0.slope_l1(slope_l1))
     }
+
+    /// See [`Adam::norm_scale_l1`].
+    ///
+    /// # Panics
+    /// If `norm_scale_l1` is negative or not finite.
+    pub fn norm_scale_l1(self, norm_scale_l1: f32) -> Self {
+        Self(self.0.norm_scale_l1(norm_scale_l1))
+    }
 }
 
 impl Optimizer for Adam {
@@ -214,7 +229,7 @@ impl Optimizer for Adam {
         let one_minus_beta1 = (1.0 - f64::from(beta1)) as f32;
         let one_minus_beta2 = (1.0 - f64::from(beta2)) as f32;
         let states = &mut self.states;
-        for_each_param_step(model, grads, l2, self.slope_l1, |step, values| {
+        for_each_param_step(model, grads, l2, self.l1, |step, values| {
             let state = states.entry(step.id).or_insert_with(|| AdamState {
                 step: 0,
                 exp_avg: vec![0.0; values.len()],

@@ -9,7 +9,8 @@
 //! - a parameter without a gradient is skipped, and its state is not advanced;
 //! - elements marked frozen ([`Param::frozen`]) keep their value and their state;
 //! - `slope_l1 = s` adds `s * sign(a)` to the gradient of every [`ParamKind::Slope`]
-//!   parameter `a` (the L1 penalty on rotated-activation slopes; `sign(0) = 0`);
+//!   parameter `a` (the L1 penalty on rotated-activation slopes; `sign(0) = 0`), and
+//!   `norm_scale_l1 = s` the same to every [`ParamKind::NormScale`] (Network Slimming);
 //! - a parameter or state value whose magnitude falls below `f32::MIN_POSITIVE` is
 //!   stored as 0, never as a denormal.
 //!

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rotor_engine::{Gradients, TensorId};
 
 use super::Optimizer;
-use super::update::{flush_denormal, for_each_param_step};
+use super::update::{L1Penalty, flush_denormal, for_each_param_step};
 use crate::module::Module;
 
 /// Stochastic gradient descent, exactly PyTorch's `SGD` with `dampening = 0`.
@@ -14,21 +14,22 @@ use crate::module::Module;
 /// step, which makes the first step's buffer `d`):
 ///
 /// ```text
-/// d = g + weight_decay * p + slope_l1 * sign(p)   (the last term for slopes only)
+/// d = g + weight_decay * p + l1 * sign(p)   (l1: slope_l1 for slopes, norm_scale_l1
+///                                          for batch-norm scales, else 0)
 /// b = momentum * b + d                            (when momentum != 0)
 /// d = d + momentum * b  (nesterov)  or  d = b     (when momentum != 0)
 /// p = p - lr * d
 /// ```
 ///
 /// Defaults are PyTorch's: `lr = 1e-3`, no momentum, no weight decay, not Nesterov; and
-/// `slope_l1 = 0`. Momentum buffers, one value per element, are kept per parameter id.
+/// no L1 penalty. Momentum buffers, one value per element, are kept per parameter id.
 #[derive(Clone, Debug)]
 pub struct Sgd {
     lr: f32,
     momentum: f32,
     nesterov: bool,
     weight_decay: f32,
-    slope_l1: f32,
+    l1: L1Penalty,
     buffers: HashMap<TensorId, Vec<f32>>,
 }
 
@@ -53,7 +54,7 @@ impl Sgd {
             momentum: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-            slope_l1: 0.0,
+            l1: L1Penalty::default(),
             buffers: HashMap::new(),
         }
     }
@@ -96,11 +97,17 @@ impl Sgd {
     /// # Panics
     /// If `slope_l1` is negative or not finite.
     pub fn slope_l1(mut self, slope_l1: f32) -> Self {
-        assert!(
-            slope_l1.is_finite() && slope_l1 >= 0.0,
-            "SGD: invalid slope L1 coefficient {slope_l1}"
-        );
-        self.slope_l1 = slope_l1;
+        self.l1.slope = L1Penalty::check("SGD", "slope", slope_l1);
+        self
+    }
+
+    /// Sets the L1 penalty on batch-norm scales, `norm_scale_l1 * sign(gamma)` added to
+    /// each scale's gradient (Network Slimming's sparsity penalty).
+    ///
+    /// # Panics
+    /// If `norm_scale_l1` is negative or not finite.
+    pub fn norm_scale_l1(mut self, norm_scale_l1: f32) -> Self {
+        self.l1.norm_scale = L1Penalty::check("SGD", "norm-scale", norm_scale_l1);
         self
     }
 }
@@ -115,28 +122,22 @@ impl Optimizer for Sgd {
         );
         let (lr, momentum, nesterov) = (self.lr, self.momentum, self.nesterov);
         let buffers = &mut self.buffers;
-        for_each_param_step(
-            model,
-            grads,
-            self.weight_decay,
-            self.slope_l1,
-            |step, values| {
-                if momentum == 0.0 {
-                    step.update_elements(values, (), |p, d, ()| {
-                        *p = flush_denormal(*p - lr * d);
-                    });
-                    return;
-                }
-                let buffer = buffers
-                    .entry(step.id)
-                    .or_insert_with(|| vec![0.0; values.len()]);
-                step.update_elements(values, buffer.as_mut_slice(), |p, d, b| {
-                    *b = flush_denormal(momentum * *b + d);
-                    let d = if nesterov { d + momentum * *b } else { *b };
+        for_each_param_step(model, grads, self.weight_decay, self.l1, |step, values| {
+            if momentum == 0.0 {
+                step.update_elements(values, (), |p, d, ()| {
                     *p = flush_denormal(*p - lr * d);
                 });
-            },
-        );
+                return;
+            }
+            let buffer = buffers
+                .entry(step.id)
+                .or_insert_with(|| vec![0.0; values.len()]);
+            step.update_elements(values, buffer.as_mut_slice(), |p, d, b| {
+                *b = flush_denormal(momentum * *b + d);
+                let d = if nesterov { d + momentum * *b } else { *b };
+                *p = flush_denormal(*p - lr * d);
+            });
+        });
     }
 
     fn lr(&self) -> f32 {

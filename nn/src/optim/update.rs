@@ -7,6 +7,40 @@ use rotor_engine::{Gradients, TensorId};
 use crate::module::Module;
 use crate::param::ParamKind;
 
+/// The L1 penalties an optimizer folds into gradients, by parameter role: on
+/// rotated-activation slopes (the paper's option) and on batch-norm scales (Network
+/// Slimming's channel-sparsity penalty).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct L1Penalty {
+    /// The coefficient on [`ParamKind::Slope`] parameters.
+    pub slope: f32,
+    /// The coefficient on [`ParamKind::NormScale`] parameters.
+    pub norm_scale: f32,
+}
+
+impl L1Penalty {
+    /// The coefficient for a parameter of role `kind` (0 for roles without a penalty).
+    fn coefficient(self, kind: ParamKind) -> f32 {
+        match kind {
+            ParamKind::Slope => self.slope,
+            ParamKind::NormScale => self.norm_scale,
+            ParamKind::Weight | ParamKind::Bias | ParamKind::NormShift => 0.0,
+        }
+    }
+
+    /// Checks a coefficient given to an optimizer's builder.
+    ///
+    /// # Panics
+    /// If `value` is negative or not finite.
+    pub fn check(optimizer: &str, what: &str, value: f32) -> f32 {
+        assert!(
+            value.is_finite() && value >= 0.0,
+            "{optimizer}: invalid {what} L1 coefficient {value}"
+        );
+        value
+    }
+}
+
 /// One parameter as an optimizer sees it during a step.
 pub(crate) struct ParamStep<'a> {
     /// The key of the parameter's state.
@@ -25,12 +59,12 @@ pub(crate) struct ParamStep<'a> {
 /// element that is not frozen, and with the parameter's values to change in place.
 ///
 /// `weight_decay` is the L2 coefficient folded into the gradient (0 for optimizers that
-/// decay the weights themselves), `slope_l1` the L1 coefficient on slopes.
+/// decay the weights themselves), `l1` the L1 coefficients by parameter role.
 pub(crate) fn for_each_param_step(
     model: &mut dyn Module,
     grads: &Gradients,
     weight_decay: f32,
-    slope_l1: f32,
+    l1: L1Penalty,
     mut update: impl FnMut(ParamStep<'_>, &mut [f32]),
 ) {
     model.visit_params_mut("", &mut |name, param| {
@@ -49,11 +83,7 @@ pub(crate) fn for_each_param_step(
             Some(mask) => Some(mask.to_vec()),
             None => None,
         };
-        let l1 = if param.kind() == ParamKind::Slope {
-            slope_l1
-        } else {
-            0.0
-        };
+        let l1 = l1.coefficient(param.kind());
         let id = param.tensor().id();
         let grad = grad.as_slice();
         param.update(|values| {

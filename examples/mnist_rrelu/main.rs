@@ -1,0 +1,329 @@
+//! Trains `MnistNet` with rotated ReLUs on the MNIST copy shipped in the repository,
+//! then prunes the channels training switched off: chooses the threshold zeta on a
+//! validation split held out of the training set, removes the dead channels, fine-tunes
+//! the smaller network, measures dense against compacted inference, and writes a report
+//! (`.report.json`, `.report.md`, `.report.png`) next to the checkpoint.
+//!
+//! ```sh
+//! cargo run --release --example mnist_rrelu
+//! cargo run --release --example mnist_rrelu -- --epochs 1 --train-limit 10000
+//! cargo run --release --example mnist_rrelu -- --l1 1e-4 --baselines
+//! ```
+
+mod pruning;
+mod training;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use rotor::datasets::{self, Subset, ValidationSize};
+use rotor::engine::{SeedableRng, SeededRng};
+use rotor::nn::prune::{self, GateKind};
+use rotor::nn::report::{PruneReport, RunReport};
+use rotor::nn::{Activation, MnistNet, ModuleExt, ParamKind, Sequential, checkpoint};
+
+use pruning::{Method, Splits, prune_method};
+use training::{AnyResult, make_optimizer, train};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OptimizerKind {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ActivationKind {
+    Relu,
+    Rotated,
+}
+
+/// Train MnistNet (rotated ReLU by default) on MNIST, prune it and report the savings.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Initial learning rate, annealed to 0 by a cosine schedule over the epochs
+    /// [default: 2e-3 for Adam and AdamW, 0.05 for SGD].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// The optimizer (SGD uses momentum 0.9).
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    optimizer: OptimizerKind,
+    /// Seed of the initialisation, the validation split and the shuffling: the same seed
+    /// gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads [default: RAYON_NUM_THREADS, or one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// A directory of IDX files (MNIST layout, e.g. Fashion-MNIST) instead of the shipped MNIST.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The activation after each hidden layer.
+    #[arg(long, value_enum, default_value_t = ActivationKind::Rotated)]
+    activation: ActivationKind,
+    /// L1 penalty on the rotated-ReLU slopes (adds s * sign(a) to their gradients).
+    #[arg(long, default_value_t = 0.0)]
+    l1: f32,
+    /// Where to write the trained model (safetensors); the pruned model and the reports
+    /// go next to it.
+    #[arg(long, default_value = "mnist_rrelu.safetensors")]
+    save: PathBuf,
+    /// Start from this checkpoint instead of a fresh initialisation.
+    #[arg(long)]
+    load: Option<PathBuf>,
+    /// Training images held out for validation (choosing zeta, per-epoch accuracy).
+    #[arg(long, default_value_t = 5000)]
+    val_size: usize,
+    /// Train on only the first N of the remaining training images (quick runs).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Prune at this threshold instead of choosing one on the validation split.
+    #[arg(long)]
+    zeta: Option<f32>,
+    /// Largest validation-accuracy drop, in percentage points, the chosen zeta may cost.
+    #[arg(long, default_value_t = 0.1)]
+    max_drop: f64,
+    /// Thresholds tried per round of the coarse-to-fine search for zeta.
+    #[arg(long, default_value_t = 8)]
+    candidates: usize,
+    /// Epochs of fine-tuning after pruning, dead slopes frozen at zero.
+    #[arg(long, default_value_t = 1)]
+    finetune_epochs: usize,
+    /// The paper's two-step training: train only the slopes (weights frozen at their
+    /// initialisation) for --epochs, prune, then train only the weights for --epochs.
+    #[arg(long)]
+    two_step: bool,
+    /// Also train and prune the baselines: the plain-ReLU net and Network Slimming.
+    #[arg(long)]
+    baselines: bool,
+    /// Network Slimming's L1 penalty on the batch-norm scales.
+    #[arg(long, default_value_t = 1e-4)]
+    slimming_l1: f32,
+}
+
+impl Args {
+    /// The initial learning rate and the optimizer it belongs to.
+    fn learning_rate(&self) -> (f32, OptimizerKind) {
+        let default = match self.optimizer {
+            OptimizerKind::Sgd => 0.05,
+            OptimizerKind::Adam | OptimizerKind::Adamw => 2e-3,
+        };
+        (self.lr.unwrap_or(default), self.optimizer)
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> AnyResult<()> {
+    let started = Instant::now();
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()?;
+    }
+    if args.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    let data = load_data(&args)?;
+    println!(
+        "data: {} training, {} validation and {} test images of {}x{}; {} threads; {}",
+        data.train.len(),
+        data.val.len(),
+        data.test.len(),
+        data.train.rows(),
+        data.train.cols(),
+        rayon::current_num_threads(),
+        rotor::kernels::simd::describe()
+    );
+
+    let activation = match args.activation {
+        ActivationKind::Relu => Activation::Relu,
+        ActivationKind::Rotated => Activation::Rotated,
+    };
+    let mut rng = SeededRng::seed_from_u64(args.seed);
+    let mut model = MnistNet::new(activation, &mut rng)?;
+    if let Some(path) = &args.load {
+        checkpoint::load(&mut model, path)?;
+        println!("loaded {}", path.display());
+    }
+    let (lr, optimizer_kind) = args.learning_rate();
+    println!(
+        "model: MnistNet ({activation:?}), {} parameters; optimizer {optimizer_kind:?}, lr {lr}, batch {}",
+        model.param_count(),
+        args.batch_size
+    );
+    let two_step = args.two_step && activation == Activation::Rotated;
+    if two_step {
+        prune::train_only(&mut model, &[ParamKind::Slope]);
+    }
+    let mut optimizer = make_optimizer(optimizer_kind, lr, args.l1, 0.0);
+    let what = if two_step { "slopes" } else { "epoch" };
+    train(
+        &mut model,
+        optimizer.as_mut(),
+        lr,
+        args.epochs,
+        (&data.train, &data.val),
+        &args,
+        what,
+    )?;
+    checkpoint::save(&model, &args.save)?;
+    println!("saved {}", args.save.display());
+
+    let seed = args.seed;
+    let rebuild_main = move || -> AnyResult<Sequential> {
+        let net = MnistNet::new(activation, &mut SeededRng::seed_from_u64(seed))?;
+        Ok(net.into_sequential())
+    };
+    let (name, gate) = match activation {
+        Activation::Rotated => ("rotated ReLU", Some(GateKind::Slope)),
+        Activation::Relu => ("ReLU", None),
+    };
+    let main_method = Method {
+        name,
+        gate,
+        rebuild: &rebuild_main,
+        weights_only: two_step,
+        time_inference: true,
+    };
+    let (main_run, small) = prune_method(&main_method, model.as_sequential(), &data, &args)?;
+    let pruned_path = args.save.with_extension("pruned.safetensors");
+    checkpoint::save(&small, &pruned_path)?;
+    println!(
+        "saved {} ({} parameters)",
+        pruned_path.display(),
+        small.param_count()
+    );
+
+    println!(
+        "main run done after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut runs = vec![main_run];
+    if args.baselines {
+        if activation == Activation::Rotated {
+            runs.push(relu_baseline(&args, &data)?);
+        }
+        runs.push(slimming_baseline(&args, &data)?);
+    }
+    let report = PruneReport {
+        model: "MnistNet".into(),
+        dataset: match &args.data {
+            Some(dir) => dir.display().to_string(),
+            None => "MNIST".into(),
+        },
+        runs,
+    };
+    println!("\n{}", report.to_markdown());
+    let paths = report.write(&args.save)?;
+    println!(
+        "wrote {}, {} and {}",
+        paths.json.display(),
+        paths.markdown.display(),
+        paths.png.display()
+    );
+    println!("finished in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Trains the plain-ReLU net with the same epochs, optimizer and data as the main run
+/// (nothing to prune: the reference accuracy and cost).
+fn relu_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
+    let (lr, kind) = args.learning_rate();
+    let seed = args.seed;
+    let rebuild_relu = move || -> AnyResult<Sequential> {
+        let net = MnistNet::new(Activation::Relu, &mut SeededRng::seed_from_u64(seed))?;
+        Ok(net.into_sequential())
+    };
+    let mut relu = rebuild_relu()?;
+    let mut optimizer = make_optimizer(kind, lr, 0.0, 0.0);
+    train(
+        &mut relu,
+        optimizer.as_mut(),
+        lr,
+        args.epochs,
+        (&data.train, &data.val),
+        args,
+        "ReLU",
+    )?;
+    let method = Method {
+        name: "ReLU",
+        gate: None,
+        rebuild: &rebuild_relu,
+        weights_only: false,
+        time_inference: false,
+    };
+    Ok(prune_method(&method, &relu, data, args)?.0)
+}
+
+/// Trains, prunes and fine-tunes the Network Slimming net with the same epochs, optimizer
+/// and data as the main run.
+fn slimming_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
+    let (lr, kind) = args.learning_rate();
+    let seed = args.seed;
+    let rebuild_slimming = move || -> AnyResult<Sequential> {
+        let net = MnistNet::with_batch_norm([32, 64, 128], &mut SeededRng::seed_from_u64(seed))?;
+        Ok(net.into_sequential())
+    };
+    let mut slimming = rebuild_slimming()?;
+    let mut optimizer = make_optimizer(kind, lr, 0.0, args.slimming_l1);
+    let what = "Network Slimming";
+    train(
+        &mut slimming,
+        optimizer.as_mut(),
+        lr,
+        args.epochs,
+        (&data.train, &data.val),
+        args,
+        what,
+    )?;
+    let method = Method {
+        name: what,
+        gate: Some(GateKind::NormScale),
+        rebuild: &rebuild_slimming,
+        weights_only: false,
+        time_inference: false,
+    };
+    Ok(prune_method(&method, &slimming, data, args)?.0)
+}
+
+/// Training (less the validation split, optionally limited), validation and test sets.
+fn load_data(args: &Args) -> AnyResult<Splits> {
+    let (train_full, test) = match &args.data {
+        Some(dir) => (
+            datasets::load_idx_dir(dir, Subset::Train)?,
+            datasets::load_idx_dir(dir, Subset::Test)?,
+        ),
+        None => (
+            datasets::load_mnist(Subset::Train)?,
+            datasets::load_mnist(Subset::Test)?,
+        ),
+    };
+    if args.val_size >= train_full.len() {
+        return Err(format!(
+            "--val-size {} leaves nothing of the {} training images",
+            args.val_size,
+            train_full.len()
+        )
+        .into());
+    }
+    let (mut train, val) = train_full.split(ValidationSize::Count(args.val_size), args.seed);
+    if let Some(limit) = args.train_limit.filter(|&n| n < train.len()) {
+        train = train.subset(&(0..limit).collect::<Vec<_>>());
+    }
+    Ok(Splits { train, val, test })
+}

@@ -1,0 +1,454 @@
+//! The channel-skipping kernels against the dense kernels run on the same layer with its
+//! inactive channels zeroed.
+//!
+//! Inputs are small integers, so every product and sum is exact in f32 and both sides must
+//! agree bit for bit whatever the summation order.
+
+use proptest::prelude::*;
+use rotor_kernels::conv::{self, Conv2dGeometry, SkipScratch};
+use rotor_kernels::gemm::{Transpose, sgemm};
+use rotor_kernels::pool::{Pool2dGeometry, max_pool2d_forward};
+use rotor_kernels::skip::linear::{LinearGeometry, linear_backward_active, linear_forward_active};
+use rotor_kernels::skip::{ActiveChannels, Epilogue};
+
+/// A value the kernels must leave in the outputs they do not compute.
+const UNTOUCHED: f32 = 12345.0;
+
+/// Deterministic integers in -3..=3 as f32.
+fn integers(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 7) as f32 - 3.0
+        })
+        .collect()
+}
+
+/// Bit patterns, with -0 taken as +0.
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| (v + 0.0).to_bits()).collect()
+}
+
+/// The channels whose bit is set in `mask`.
+fn listed(mask: u64, channels: usize) -> Vec<usize> {
+    (0..channels).filter(|&c| mask >> c & 1 == 1).collect()
+}
+
+/// A mask over up to 8 channels (bit `c` for channel `c`): none, all, or any subset.
+fn mask() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0), Just(u64::MAX), 0..256_u64]
+}
+
+/// Zeroes `data[.., c, ..]` (channels of `plane` elements, `channels` per item) for every
+/// channel `c` not in `active`.
+fn zero_inactive(data: &mut [f32], channels: usize, plane: usize, active: &[usize]) {
+    for (i, value) in data.iter_mut().enumerate() {
+        if !active.contains(&(i / plane % channels)) {
+            *value = 0.0;
+        }
+    }
+}
+
+/// A filter-major weight `[outs, ins * plane]` with every row of an inactive output and
+/// every column block of an inactive input zeroed.
+fn zero_inactive_weight(weight: &mut [f32], ins: usize, plane: usize, active: ActiveChannels) {
+    for (i, value) in weight.iter_mut().enumerate() {
+        let (o, c) = (i / (ins * plane), i / plane % ins);
+        if !active.outputs.contains(&o) || !active.inputs.contains(&c) {
+            *value = 0.0;
+        }
+    }
+}
+
+/// The expected active outputs: the dense output passed through the epilogue, and
+/// [`UNTOUCHED`] elsewhere.
+fn expected_outputs(
+    dense: &[f32],
+    channels: usize,
+    plane: usize,
+    outputs: &[usize],
+    slope: Option<&[f32]>,
+) -> Vec<f32> {
+    dense
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let o = i / plane % channels;
+            match (outputs.contains(&o), slope) {
+                (false, _) => UNTOUCHED,
+                (true, None) => x,
+                (true, Some(slope)) => slope[o] * x.max(0.0),
+            }
+        })
+        .collect()
+}
+
+fn conv_geometry() -> impl Strategy<Value = Conv2dGeometry> {
+    (
+        (0..3_usize, 1..7_usize, 1..7_usize),
+        (1..10_usize, 1..10_usize),
+        (1..4_usize, 1..4_usize),
+        (1..3_usize, 1..3_usize),
+        (0..2_usize, 0..2_usize),
+    )
+        .prop_filter_map(
+            "kernel larger than the padded input",
+            |((batch, in_channels, out_channels), (in_h, in_w), (kh, kw), (sh, sw), (ph, pw))| {
+                (kh <= in_h + 2 * ph && kw <= in_w + 2 * pw).then_some(Conv2dGeometry {
+                    batch,
+                    in_channels,
+                    out_channels,
+                    in_h,
+                    in_w,
+                    kernel_h: kh,
+                    kernel_w: kw,
+                    stride_h: sh,
+                    stride_w: sw,
+                    pad_h: ph,
+                    pad_w: pw,
+                })
+            },
+        )
+}
+
+fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotated: bool) {
+    let inputs = listed(in_mask, g.in_channels);
+    let outputs = listed(out_mask, g.out_channels);
+    let active = ActiveChannels {
+        inputs: &inputs,
+        outputs: &outputs,
+    };
+    let taps = g.kernel_h * g.kernel_w;
+    let plane = g.in_h * g.in_w;
+    let out_plane = g.output_len() / (g.batch * g.out_channels).max(1);
+    let input = integers(g.input_len(), seed);
+    let weight = integers(g.weight_len(), seed + 1);
+    let bias = integers(g.out_channels, seed + 2);
+    let grad_output = integers(g.output_len(), seed + 3);
+    let slope = integers(g.out_channels, seed + 4);
+
+    let mut input_z = input.clone();
+    zero_inactive(&mut input_z, g.in_channels, plane, &inputs);
+    let mut weight_z = weight.clone();
+    zero_inactive_weight(&mut weight_z, g.in_channels, taps, active);
+    let mut grad_output_z = grad_output.clone();
+    zero_inactive(&mut grad_output_z, g.out_channels, out_plane, &outputs);
+
+    // Forward.
+    let mut dense = vec![0.0; g.output_len()];
+    conv::conv2d_forward(g, &input_z, &weight_z, Some(&bias), &mut dense);
+    let (epilogue, slope) = if rotated {
+        (Epilogue::RotatedRelu(&slope), Some(&slope[..]))
+    } else {
+        (Epilogue::Identity, None)
+    };
+    let expected = expected_outputs(&dense, g.out_channels, out_plane, &outputs, slope);
+    let mut actual = vec![UNTOUCHED; g.output_len()];
+    let mut scratch = SkipScratch::new();
+    // Twice, to check that reused scratch buffers give the same result.
+    for _ in 0..2 {
+        conv::conv2d_forward_active(
+            g,
+            active,
+            &input,
+            &weight,
+            Some(&bias),
+            epilogue,
+            &mut scratch,
+            &mut actual,
+        );
+        assert_eq!(
+            bits(&actual),
+            bits(&expected),
+            "forward of {g:?} {active:?}"
+        );
+    }
+    if g.out_h() % 2 == 0 && g.out_w() >= 2 {
+        check_pooled(g, active, [&input, &weight, &bias], epilogue, &actual);
+    }
+
+    // Backward.
+    let mut dense = [
+        vec![0.0; g.input_len()],
+        vec![0.0; g.weight_len()],
+        vec![0.0; g.out_channels],
+    ];
+    let [di, dw, db] = &mut dense;
+    conv::conv2d_backward(
+        g,
+        &input_z,
+        &weight_z,
+        &grad_output_z,
+        Some(di),
+        Some(dw),
+        Some(db),
+    );
+    let mut skipped = [
+        vec![f32::NAN; g.input_len()],
+        vec![f32::NAN; g.weight_len()],
+        vec![f32::NAN; g.out_channels],
+    ];
+    let [si, sw, sb] = &mut skipped;
+    conv::conv2d_backward_active(
+        g,
+        active,
+        &input,
+        &weight,
+        &grad_output,
+        Some(si),
+        Some(sw),
+        Some(sb),
+    );
+    for (name, (actual, expected)) in ["grad_input", "grad_weight", "grad_bias"]
+        .iter()
+        .zip(skipped.iter().zip(&dense))
+    {
+        assert_eq!(bits(actual), bits(expected), "{name} of {g:?} {active:?}");
+    }
+}
+
+/// The fused max-pooling forward against the unpooled forward's output `unpooled`, pooled
+/// by the pooling kernel (inactive channels pool the untouched marker to itself).
+fn check_pooled(
+    g: &Conv2dGeometry,
+    active: ActiveChannels,
+    [input, weight, bias]: [&[f32]; 3],
+    epilogue: Epilogue,
+    unpooled: &[f32],
+) {
+    let pool = Pool2dGeometry {
+        batch: g.batch,
+        channels: g.out_channels,
+        in_h: g.out_h(),
+        in_w: g.out_w(),
+        kernel_h: 2,
+        kernel_w: 2,
+        stride_h: 2,
+        stride_w: 2,
+        pad_h: 0,
+        pad_w: 0,
+    };
+    let mut expected = vec![0.0; pool.output_len()];
+    let mut argmax = vec![0; pool.output_len()];
+    max_pool2d_forward(&pool, unpooled, &mut expected, &mut argmax);
+    let mut actual = vec![UNTOUCHED; pool.output_len()];
+    conv::conv2d_forward_active_max_pool2(
+        g,
+        active,
+        input,
+        weight,
+        Some(bias),
+        epilogue,
+        &mut SkipScratch::new(),
+        &mut actual,
+    );
+    assert_eq!(
+        bits(&actual),
+        bits(&expected),
+        "pooled forward of {g:?} {active:?}"
+    );
+}
+
+fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rotated: bool) {
+    let inputs = listed(in_mask, g.in_channels());
+    let outputs = listed(out_mask, g.out_features);
+    let active = ActiveChannels {
+        inputs: &inputs,
+        outputs: &outputs,
+    };
+    let (batch, features, outs) = (g.batch, g.in_features, g.out_features);
+    let input = integers(batch * features, seed);
+    let weight = integers(outs * features, seed + 1);
+    let bias = integers(outs, seed + 2);
+    let grad_output = integers(batch * outs, seed + 3);
+    let slope = integers(outs, seed + 4);
+
+    let mut input_z = input.clone();
+    zero_inactive(&mut input_z, g.in_channels(), g.group, &inputs);
+    let mut weight_z = weight.clone();
+    zero_inactive_weight(&mut weight_z, g.in_channels(), g.group, active);
+    let mut grad_output_z = grad_output.clone();
+    zero_inactive(&mut grad_output_z, outs, 1, &outputs);
+
+    let mut dense: Vec<f32> = (0..batch).flat_map(|_| bias.iter().copied()).collect();
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    sgemm(
+        no, yes, batch, outs, features, 1.0, &input_z, &weight_z, 1.0, &mut dense,
+    );
+    let (epilogue, slope) = if rotated {
+        (Epilogue::RotatedRelu(&slope), Some(&slope[..]))
+    } else {
+        (Epilogue::Identity, None)
+    };
+    let expected = expected_outputs(&dense, outs, 1, &outputs, slope);
+    let mut actual = vec![UNTOUCHED; batch * outs];
+    let mut scratch = SkipScratch::new();
+    linear_forward_active(
+        g,
+        active,
+        &input,
+        &weight,
+        Some(&bias),
+        epilogue,
+        &mut scratch,
+        &mut actual,
+    );
+    assert_eq!(
+        bits(&actual),
+        bits(&expected),
+        "forward of {g:?} {active:?}"
+    );
+
+    let mut dense_input = vec![0.0; batch * features];
+    sgemm(
+        no,
+        no,
+        batch,
+        features,
+        outs,
+        1.0,
+        &grad_output_z,
+        &weight_z,
+        0.0,
+        &mut dense_input,
+    );
+    let mut dense_weight = vec![0.0; outs * features];
+    sgemm(
+        yes,
+        no,
+        outs,
+        features,
+        batch,
+        1.0,
+        &grad_output_z,
+        &input_z,
+        0.0,
+        &mut dense_weight,
+    );
+    let dense_bias: Vec<f32> = (0..outs)
+        .map(|o| (0..batch).map(|n| grad_output_z[n * outs + o]).sum())
+        .collect();
+    let mut skipped = [
+        vec![f32::NAN; batch * features],
+        vec![f32::NAN; outs * features],
+        vec![f32::NAN; outs],
+    ];
+    let [si, sw, sb] = &mut skipped;
+    linear_backward_active(
+        g,
+        active,
+        &input,
+        &weight,
+        &grad_output,
+        Some(si),
+        Some(sw),
+        Some(sb),
+    );
+    for (name, (actual, expected)) in
+        ["grad_input", "grad_weight", "grad_bias"]
+            .iter()
+            .zip(
+                skipped
+                    .iter()
+                    .zip([&dense_input, &dense_weight, &dense_bias]),
+            )
+    {
+        assert_eq!(bits(actual), bits(expected), "{name} of {g:?} {active:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn conv_matches_dense_with_inactive_channels_zeroed(
+        g in conv_geometry(),
+        in_mask in mask(),
+        out_mask in mask(),
+        seed in any::<u64>(),
+        rotated in any::<bool>(),
+    ) {
+        check_conv(&g, in_mask, out_mask, seed, rotated);
+    }
+
+    #[test]
+    fn linear_matches_dense_with_inactive_channels_zeroed(
+        batch in 0..9_usize,
+        in_channels in 1..7_usize,
+        group in 1..5_usize,
+        out_features in 1..8_usize,
+        in_mask in mask(),
+        out_mask in mask(),
+        seed in any::<u64>(),
+        rotated in any::<bool>(),
+    ) {
+        let g = LinearGeometry { batch, in_features: in_channels * group, out_features, group };
+        check_linear(&g, in_mask, out_mask, seed, rotated);
+    }
+}
+
+/// MnistNet's second convolution at batch 3, large enough to run in parallel tiles that
+/// span images, with every other channel active.
+#[test]
+fn conv_matches_dense_on_a_parallel_sized_layer() {
+    let g = Conv2dGeometry {
+        batch: 3,
+        in_channels: 32,
+        out_channels: 64,
+        in_h: 26,
+        in_w: 26,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_h: 0,
+        pad_w: 0,
+    };
+    let every_other = 0x5555_5555_5555_5555;
+    check_conv(&g, u64::MAX, every_other, 7, true);
+    check_conv(&g, every_other, u64::MAX, 8, false);
+}
+
+/// MnistNet's first linear layer at batch 1 (dot products, in parallel) and 16 (a matrix
+/// product), with every other input channel active.
+#[test]
+fn linear_matches_dense_on_a_parallel_sized_layer() {
+    for batch in [1, 16] {
+        let g = LinearGeometry {
+            batch,
+            in_features: 64 * 144,
+            out_features: 128,
+            group: 144,
+        };
+        check_linear(&g, 0x5555_5555_5555_5555, u64::MAX, 9, true);
+    }
+}
+
+#[test]
+#[should_panic(expected = "strictly increasing")]
+fn unsorted_active_lists_are_rejected() {
+    let g = LinearGeometry {
+        batch: 1,
+        in_features: 4,
+        out_features: 2,
+        group: 1,
+    };
+    let active = ActiveChannels {
+        inputs: &[2, 1],
+        outputs: &[0],
+    };
+    let mut output = vec![0.0; 2];
+    linear_forward_active(
+        &g,
+        active,
+        &[0.0; 4],
+        &[0.0; 8],
+        None,
+        Epilogue::Identity,
+        &mut SkipScratch::new(),
+        &mut output,
+    );
+}

@@ -1,0 +1,240 @@
+//! The operations of a compiled plan, each running one layer (or a fused run of layers) on a
+//! batch, from one buffer into the next.
+
+use rotor_kernels::activation::{
+    gelu_forward, relu_forward, rotated_gelu_forward, rotated_relu_forward,
+};
+use rotor_kernels::conv::{
+    Conv2dGeometry, SkipScratch, conv2d_forward_active, conv2d_forward_active_max_pool2,
+};
+use rotor_kernels::norm::{BatchNormGeometry, batch_norm_forward_eval};
+use rotor_kernels::pool::{
+    Pool2dGeometry, avg_pool2d_forward, global_avg_pool2d_forward, max_pool2d_forward,
+};
+use rotor_kernels::skip::linear::{LinearGeometry, linear_forward_active};
+use rotor_kernels::skip::{ActiveChannels, Epilogue};
+
+/// The activation fused into a convolution or linear step.
+#[derive(Clone)]
+pub(super) enum Fused {
+    Identity,
+    Relu,
+    /// A rotated ReLU with one slope per output channel.
+    RotatedRelu(Vec<f32>),
+}
+
+impl Fused {
+    fn epilogue(&self) -> Epilogue<'_> {
+        match self {
+            Fused::Identity => Epilogue::Identity,
+            Fused::Relu => Epilogue::Relu,
+            Fused::RotatedRelu(slope) => Epilogue::RotatedRelu(slope),
+        }
+    }
+}
+
+/// The channels a convolution or linear step reads and computes.
+#[derive(Clone)]
+pub(super) struct Channels {
+    pub(super) inputs: Vec<usize>,
+    pub(super) outputs: Vec<usize>,
+}
+
+impl Channels {
+    fn active(&self) -> ActiveChannels<'_> {
+        ActiveChannels {
+            inputs: &self.inputs,
+            outputs: &self.outputs,
+        }
+    }
+}
+
+/// A per-channel parameter set of a batch normalisation that could not be folded.
+#[derive(Clone)]
+pub(super) struct Normalization {
+    pub(super) gamma: Vec<f32>,
+    pub(super) beta: Vec<f32>,
+    pub(super) mean: Vec<f32>,
+    pub(super) var: Vec<f32>,
+    pub(super) eps: f32,
+}
+
+/// One operation of a plan. Geometries are stored for a batch of one and scaled at run time.
+#[derive(Clone)]
+pub(super) enum Step {
+    /// A convolution (batch norm folded in), its activation and optionally a 2x2 max pool.
+    Conv {
+        geometry: Conv2dGeometry,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        fused: Fused,
+        channels: Channels,
+        pool: bool,
+    },
+    /// A linear layer (batch norm folded in) and its activation.
+    Linear {
+        geometry: LinearGeometry,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        fused: Fused,
+        channels: Channels,
+    },
+    Relu,
+    Gelu,
+    RotatedRelu {
+        slope: Vec<f32>,
+        plane: usize,
+    },
+    RotatedGelu {
+        slope: Vec<f32>,
+        plane: usize,
+    },
+    BatchNorm {
+        norm: Normalization,
+        plane: usize,
+    },
+    MaxPool(Pool2dGeometry),
+    AvgPool(Pool2dGeometry),
+    GlobalAvgPool {
+        channels: usize,
+        plane: usize,
+    },
+}
+
+/// Buffers a step may need besides its input and output.
+pub(super) struct StepScratch<'a> {
+    pub(super) skip: &'a mut SkipScratch,
+    pub(super) argmax: &'a mut Vec<u32>,
+}
+
+impl Step {
+    /// Runs the step on `batch` samples: `input` and `output` hold exactly the batch.
+    pub(super) fn run(
+        &self,
+        batch: usize,
+        input: &[f32],
+        output: &mut [f32],
+        scratch: StepScratch<'_>,
+    ) {
+        match self {
+            Step::Conv {
+                geometry,
+                weight,
+                bias,
+                fused,
+                channels,
+                pool,
+            } => {
+                let g = Conv2dGeometry { batch, ..*geometry };
+                let run = if *pool {
+                    conv2d_forward_active_max_pool2
+                } else {
+                    conv2d_forward_active
+                };
+                run(
+                    &g,
+                    channels.active(),
+                    input,
+                    weight,
+                    bias.as_deref(),
+                    fused.epilogue(),
+                    scratch.skip,
+                    output,
+                );
+            }
+            Step::Linear {
+                geometry,
+                weight,
+                bias,
+                fused,
+                channels,
+            } => {
+                let g = LinearGeometry { batch, ..*geometry };
+                linear_forward_active(
+                    &g,
+                    channels.active(),
+                    input,
+                    weight,
+                    bias.as_deref(),
+                    fused.epilogue(),
+                    scratch.skip,
+                    output,
+                );
+            }
+            Step::Relu => relu_forward(input, output),
+            Step::Gelu => gelu_forward(input, output),
+            Step::RotatedRelu { slope, plane } => {
+                rotated_relu_forward(batch, slope.len(), *plane, input, slope, output);
+            }
+            Step::RotatedGelu { slope, plane } => {
+                rotated_gelu_forward(batch, slope.len(), *plane, input, slope, output);
+            }
+            Step::BatchNorm { norm, plane } => {
+                let g = BatchNormGeometry {
+                    batch,
+                    channels: norm.gamma.len(),
+                    plane: *plane,
+                };
+                batch_norm_forward_eval(
+                    &g,
+                    input,
+                    &norm.gamma,
+                    &norm.beta,
+                    &norm.mean,
+                    &norm.var,
+                    norm.eps,
+                    output,
+                );
+            }
+            Step::MaxPool(geometry) => {
+                let g = Pool2dGeometry { batch, ..*geometry };
+                scratch.argmax.resize(output.len(), 0);
+                max_pool2d_forward(&g, input, output, scratch.argmax);
+            }
+            Step::AvgPool(geometry) => {
+                let g = Pool2dGeometry { batch, ..*geometry };
+                avg_pool2d_forward(&g, input, output);
+            }
+            Step::GlobalAvgPool { channels, plane } => {
+                global_avg_pool2d_forward(batch, *channels, *plane, input, output);
+            }
+        }
+    }
+
+    /// A short name of what the step runs.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Step::Conv { pool: true, .. } => "conv2d + activation + max_pool2d",
+            Step::Conv { .. } => "conv2d + activation",
+            Step::Linear { .. } => "linear + activation",
+            Step::Relu => "relu",
+            Step::Gelu => "gelu",
+            Step::RotatedRelu { .. } => "rotated_relu",
+            Step::RotatedGelu { .. } => "rotated_gelu",
+            Step::BatchNorm { .. } => "batch_norm",
+            Step::MaxPool(_) => "max_pool2d",
+            Step::AvgPool(_) => "avg_pool2d",
+            Step::GlobalAvgPool { .. } => "global_avg_pool2d",
+        }
+    }
+
+    /// Floating-point operations per sample of the convolutions and linear layers (2 per
+    /// multiply-accumulate of the channels actually computed); 0 for other steps.
+    pub(super) fn flops(&self) -> u64 {
+        match self {
+            Step::Conv {
+                geometry, channels, ..
+            } => {
+                let taps = (geometry.kernel_h * geometry.kernel_w) as u64;
+                let positions = (geometry.out_h() * geometry.out_w()) as u64;
+                2 * positions * taps * channels.inputs.len() as u64 * channels.outputs.len() as u64
+            }
+            Step::Linear {
+                geometry, channels, ..
+            } => {
+                2 * (geometry.group * channels.inputs.len()) as u64 * channels.outputs.len() as u64
+            }
+            _ => 0,
+        }
+    }
+}

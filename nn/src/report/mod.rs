@@ -1,0 +1,185 @@
+//! The pruning report: what each method kept, removed and scored, as JSON, Markdown and
+//! a picture.
+//!
+//! A [`PruneReport`] holds one [`RunReport`] per method (the rotated ReLU, and baselines
+//! such as the plain ReLU or Network Slimming). [`PruneReport::write`] puts three files
+//! next to a checkpoint `model.safetensors`: `model.report.json` (serde),
+//! `model.report.md` (the tables [`PruneReport::to_markdown`] prints) and
+//! `model.report.png` (gate histograms and the threshold sweep, see
+//! [`PruneReport::draw`]).
+
+mod markdown;
+mod plot;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::prune::{GateKind, Savings, ZetaChoice};
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// Writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Encoding or decoding JSON failed.
+    #[error("report JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Drawing the picture failed.
+    #[error("{path}: drawing failed: {reason}")]
+    Plot {
+        /// The picture's file.
+        path: PathBuf,
+        /// What the drawing library reported.
+        reason: String,
+    },
+}
+
+/// Test-set accuracies of one method, each in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracies {
+    /// The trained network before pruning.
+    pub dense: f64,
+    /// Right after pruning (masked or compacted: the same function).
+    pub pruned: f64,
+    /// After fine-tuning the pruned network, if it was fine-tuned.
+    pub finetuned: Option<f64>,
+}
+
+/// The magnitudes of one layer's gates in the trained network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateHistogram {
+    /// The gate layer's path.
+    pub layer: String,
+    /// `|a_c|` per channel.
+    pub magnitudes: Vec<f32>,
+}
+
+/// Inference speed of the dense and the compacted network, measured in the same run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Images classified by each network.
+    pub images: usize,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Rounds in which the two networks took turns; each network's best round counts.
+    pub rounds: usize,
+    /// The dense network, images per second.
+    pub dense_images_per_second: f64,
+    /// The compacted network, images per second.
+    pub compacted_images_per_second: f64,
+}
+
+/// One method's results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The method (`"rotated ReLU"`, `"ReLU"`, `"Network Slimming"`).
+    pub method: String,
+    /// The gates that decide dead channels (`None`: the network has none).
+    pub gate: Option<GateKind>,
+    /// The threshold used.
+    pub zeta: f32,
+    /// How the threshold was chosen, when it was chosen on validation data.
+    pub choice: Option<ZetaChoice>,
+    /// Test-set accuracies.
+    pub accuracy: Accuracies,
+    /// Parameters, FLOPs and bytes per layer before and after pruning.
+    pub savings: Savings,
+    /// The trained gates' magnitudes, per gate layer.
+    pub gates: Vec<GateHistogram>,
+    /// Dense versus compacted inference speed, if measured.
+    pub throughput: Option<Throughput>,
+}
+
+impl RunReport {
+    /// Removed parameters, percent of all.
+    pub fn memory_saving_percent(&self) -> f64 {
+        self.savings.memory_saving_percent()
+    }
+
+    /// Removed FLOPs, percent of all.
+    pub fn compute_saving_percent(&self) -> f64 {
+        self.savings.compute_saving_percent()
+    }
+}
+
+/// The results of every method compared on one dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// The model's name (`"MnistNet"`).
+    pub model: String,
+    /// The dataset's name.
+    pub dataset: String,
+    /// One entry per method; the first is the main one.
+    pub runs: Vec<RunReport>,
+}
+
+/// The files [`PruneReport::write`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportPaths {
+    /// The JSON report.
+    pub json: PathBuf,
+    /// The Markdown report.
+    pub markdown: PathBuf,
+    /// The picture.
+    pub png: PathBuf,
+}
+
+impl ReportPaths {
+    /// The paths next to `checkpoint`: its extension replaced by `report.json`,
+    /// `report.md` and `report.png`.
+    pub fn next_to(checkpoint: &Path) -> Self {
+        Self {
+            json: checkpoint.with_extension("report.json"),
+            markdown: checkpoint.with_extension("report.md"),
+            png: checkpoint.with_extension("report.png"),
+        }
+    }
+}
+
+impl PruneReport {
+    /// The report as pretty-printed JSON.
+    ///
+    /// # Errors
+    /// If serialisation fails (a non-finite number has no JSON form; it becomes `null`).
+    pub fn to_json(&self) -> Result<String, ReportError> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// A report read back from [`PruneReport::to_json`]'s output.
+    ///
+    /// # Errors
+    /// If `json` is not a report.
+    pub fn from_json(json: &str) -> Result<Self, ReportError> {
+        Ok(serde_json::from_str(json)?)
+    }
+
+    /// Writes the JSON, Markdown and PNG reports next to `checkpoint` (see
+    /// [`ReportPaths::next_to`]).
+    ///
+    /// # Errors
+    /// If a file cannot be written or the picture cannot be drawn.
+    pub fn write(&self, checkpoint: &Path) -> Result<ReportPaths, ReportError> {
+        let paths = ReportPaths::next_to(checkpoint);
+        write_file(&paths.json, &self.to_json()?)?;
+        write_file(&paths.markdown, &self.to_markdown())?;
+        self.draw(&paths.png)?;
+        Ok(paths)
+    }
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), ReportError> {
+    std::fs::write(path, contents).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

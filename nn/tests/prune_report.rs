@@ -1,0 +1,118 @@
+//! The pruning report: JSON that parses back with totals equal to the sum of the rows,
+//! Markdown and a PNG written next to a checkpoint.
+
+use rotor_engine::{SeedableRng, SeededRng};
+use rotor_nn::prune::{self, GateKind, PrunePlan, Savings, SweepPoint};
+use rotor_nn::report::{
+    Accuracies, GateHistogram, PruneReport, ReportPaths, RunReport, Throughput,
+};
+use rotor_nn::{Activation, Layer, MnistNet};
+
+fn run_report() -> RunReport {
+    let mut rng = SeededRng::seed_from_u64(3);
+    let mut net = MnistNet::with_widths(Activation::Rotated, [8, 16, 32], &mut rng).unwrap();
+    for (name, layer) in net.as_sequential_mut().layers_mut() {
+        if let (Layer::RotatedRelu(act), "act2" | "act3") = (layer, name.as_str()) {
+            act.slope
+                .update(|a| a[..5].iter_mut().for_each(|v| *v *= 0.05));
+        }
+    }
+    let net = net.as_sequential();
+    let magnitudes = prune::gate_magnitudes(net, GateKind::Slope)
+        .into_iter()
+        .flat_map(|(_, m)| m);
+    let choice = prune::choose_zeta(magnitudes, 1.0, 4, 0.95, 0.1, |zeta| {
+        let plan = PrunePlan::new(net, GateKind::Slope, zeta)?;
+        let savings = Savings::new(net, &plan, &[1, 28, 28])?;
+        Ok::<_, rotor_engine::Error>(SweepPoint {
+            zeta,
+            // Pruning the channels trained to small slopes costs nothing; more does.
+            accuracy: if zeta < 0.1 { 0.95 } else { 0.90 },
+            compute_saving_percent: savings.compute_saving_percent(),
+            memory_saving_percent: savings.memory_saving_percent(),
+        })
+    })
+    .unwrap();
+    assert!(choice.zeta > 0.0 && choice.zeta < 0.1, "{choice:?}");
+    let plan = PrunePlan::new(net, GateKind::Slope, choice.zeta).unwrap();
+    assert!(plan.removes_anything());
+    RunReport {
+        method: "rotated ReLU".into(),
+        gate: Some(GateKind::Slope),
+        zeta: choice.zeta,
+        choice: Some(choice),
+        accuracy: Accuracies {
+            dense: 0.95,
+            pruned: 0.949,
+            finetuned: Some(0.951),
+        },
+        savings: Savings::new(net, &plan, &[1, 28, 28]).unwrap(),
+        gates: prune::gate_magnitudes(net, GateKind::Slope)
+            .into_iter()
+            .map(|(layer, magnitudes)| GateHistogram { layer, magnitudes })
+            .collect(),
+        throughput: Some(Throughput {
+            images: 10_000,
+            batch_size: 500,
+            threads: 2,
+            rounds: 3,
+            dense_images_per_second: 1000.0,
+            compacted_images_per_second: 1500.0,
+        }),
+    }
+}
+
+#[test]
+fn json_parses_back_and_totals_are_row_sums() {
+    let report = PruneReport {
+        model: "MnistNet".into(),
+        dataset: "MNIST".into(),
+        runs: vec![run_report()],
+    };
+    let json = report.to_json().unwrap();
+    let back = PruneReport::from_json(&json).unwrap();
+    assert_eq!(back, report);
+
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let savings = &value["runs"][0]["savings"];
+    for field in [
+        "params_before",
+        "params_after",
+        "flops_before",
+        "flops_after",
+    ] {
+        let sum: u64 = savings["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_u64().unwrap())
+            .sum();
+        assert_eq!(savings["total"][field].as_u64().unwrap(), sum, "{field}");
+    }
+    assert!(savings["total"]["params_after"].as_u64() < savings["total"]["params_before"].as_u64());
+}
+
+#[test]
+fn writes_json_markdown_and_png_next_to_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("mnist.safetensors");
+    let report = PruneReport {
+        model: "MnistNet".into(),
+        dataset: "MNIST".into(),
+        runs: vec![run_report()],
+    };
+    let paths = report.write(&checkpoint).unwrap();
+    assert_eq!(paths, ReportPaths::next_to(&checkpoint));
+    assert_eq!(paths.json, dir.path().join("mnist.report.json"));
+    let json = std::fs::read_to_string(&paths.json).unwrap();
+    assert_eq!(PruneReport::from_json(&json).unwrap(), report);
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(md.contains("| act2 | RotatedRelu |"), "{md}");
+    assert!(md.contains("| total |"));
+    assert!(
+        md.contains("dense 1000 images/s, compacted 1500 images/s (1.50x)"),
+        "{md}"
+    );
+    let png = std::fs::read(&paths.png).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
