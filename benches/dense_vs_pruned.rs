@@ -9,11 +9,11 @@
 //! The kept channels follow a fixed pattern: for a keep fraction `f`, `round(f C)` channels
 //! of each rotated layer spread evenly (every other channel at 50%). Groups
 //! `inference_batch{1,64,256}` compare the four ways at 50% kept; `keep_sweep_batch64`
-//! sweeps 100%, 75%, 50% and 25% kept. The FLOP ratio of each fraction is printed first,
-//! then a short timing table of measured speedups next to it.
+//! sweeps 100%, 75%, 50% and 25% kept. The FLOP ratio of each fraction is printed first, to
+//! read the measured speedups against.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rotor::datasets::{BatchOptions, Subset, load_mnist};
@@ -88,24 +88,9 @@ fn images(batch: usize) -> Vec<f32> {
     images.to_vec()
 }
 
-/// Images per second of `plan` on `input`, timed for about `duration`.
-fn rate(plan: &InferencePlan, input: &[f32], batch: usize, duration: Duration) -> f64 {
-    let mut workspace = plan.workspace();
-    plan.run(input, batch, &mut workspace).expect("plan runs");
-    let start = Instant::now();
-    let mut runs = 0;
-    while start.elapsed() < duration {
-        black_box(
-            plan.run(black_box(input), batch, &mut workspace)
-                .expect("plan runs"),
-        );
-        runs += 1;
-    }
-    (runs * batch) as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Prints the FLOP ratio of each keep fraction, then measured speedups next to it.
-fn summary(input: &[f32], batch: usize) {
+/// Prints the FLOP ratio (dense over kept) of each keep fraction: computed from the plans,
+/// so that the criterion groups' speedups can be read against it.
+fn flop_ratios() {
     let dense_flops = plans(1.0)[0].1.flops_per_sample() as f64;
     eprintln!("{}", rotor::kernels::simd::describe());
     eprintln!("FLOP ratio (dense / kept), MnistNet forward, {dense_flops:.0} FLOP per image:");
@@ -114,28 +99,11 @@ fn summary(input: &[f32], batch: usize) {
         let ratio = dense_flops / skipping.flops_per_sample() as f64;
         eprintln!("  keep {:>3.0}%: {ratio:.2}x", fraction * 100.0);
     }
-    eprintln!("measured at batch {batch} (speedup over dense, and as a share of the FLOP ratio):");
-    let time = Duration::from_millis(600);
-    let dense_rate = rate(&plans(1.0)[0].1, input, batch, time);
-    eprintln!("  dense: {dense_rate:.0} img/s");
-    for fraction in FRACTIONS {
-        let [_, _, (_, skipping), (_, compacted)] = plans(fraction);
-        let ratio = dense_flops / skipping.flops_per_sample() as f64;
-        let skip = rate(&skipping, input, batch, time) / dense_rate;
-        let compact = rate(&compacted, input, batch, time) / dense_rate;
-        eprintln!(
-            "  keep {:>3.0}%: FLOP ratio {ratio:.2}x, skipping {skip:.2}x ({:.0}%), \
-             compacted {compact:.2}x ({:.0}%)",
-            fraction * 100.0,
-            100.0 * skip / ratio,
-            100.0 * compact / ratio,
-        );
-    }
 }
 
 fn inference(c: &mut Criterion) {
     let input = images(256);
-    summary(&input[..64 * 784], 64);
+    flop_ratios();
     for batch in [1, 64, 256] {
         let input = &input[..batch * 784];
         let mut group = c.benchmark_group(format!("inference_batch{batch}"));

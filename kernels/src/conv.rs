@@ -21,7 +21,7 @@ pub use skip::SkipScratch;
 
 pub(crate) use im2col::grown as im2col_grown;
 
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, check_forward_operands};
 
 /// The shapes of a 2-D convolution.
 ///
@@ -295,14 +295,7 @@ pub fn conv2d_forward_active(
     output: &mut [f32],
 ) {
     let op = "conv2d_forward_active";
-    g.assert_valid();
-    active.check(op, g.in_channels, g.out_channels);
-    epilogue.check(op, g.out_channels);
-    assert_eq!(input.len(), g.input_len(), "{op}: input length");
-    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), g.out_channels, "{op}: bias length");
-    }
+    check_forward_active(op, g, active, input, weight, bias, epilogue);
     assert_eq!(output.len(), g.output_len(), "{op}: output length");
     skip::forward_active(
         g, active, input, weight, bias, epilogue, false, scratch, output,
@@ -329,20 +322,39 @@ pub fn conv2d_forward_active_max_pool2(
     output: &mut [f32],
 ) {
     let op = "conv2d_forward_active_max_pool2";
-    g.assert_valid();
-    active.check(op, g.in_channels, g.out_channels);
-    epilogue.check(op, g.out_channels);
-    assert_eq!(input.len(), g.input_len(), "{op}: input length");
-    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), g.out_channels, "{op}: bias length");
-    }
+    check_forward_active(op, g, active, input, weight, bias, epilogue);
     let (out_h, out_w) = (g.out_h(), g.out_w());
     assert!(out_h % 2 == 0, "{op}: output height {out_h} is odd");
     let pooled = g.batch * g.out_channels * (out_h / 2) * (out_w / 2);
     assert_eq!(output.len(), pooled, "{op}: output length");
     skip::forward_active(
         g, active, input, weight, bias, epilogue, true, scratch, output,
+    );
+}
+
+/// The checks [`conv2d_forward_active`] and [`conv2d_forward_active_max_pool2`] share: all
+/// but the output length, which pooling changes.
+#[track_caller]
+fn check_forward_active(
+    op: &str,
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+) {
+    g.assert_valid();
+    check_forward_operands(
+        op,
+        active,
+        epilogue,
+        (g.in_channels, g.out_channels),
+        input,
+        g.input_len(),
+        weight,
+        g.weight_len(),
+        bias,
     );
 }
 

@@ -36,6 +36,31 @@ impl ActiveChannels<'_> {
     }
 }
 
+/// The checks a channel-skipping forward makes on everything but its output (whose length
+/// depends on the kernel's epilogue): the active lists, the slopes, and the lengths of
+/// `input`, `weight` and `bias` against `input_len`, `weight_len` and `channels.1`.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_forward_operands(
+    op: &str,
+    active: ActiveChannels<'_>,
+    epilogue: Epilogue<'_>,
+    (in_channels, out_channels): (usize, usize),
+    input: &[f32],
+    input_len: usize,
+    weight: &[f32],
+    weight_len: usize,
+    bias: Option<&[f32]>,
+) {
+    active.check(op, in_channels, out_channels);
+    epilogue.check(op, out_channels);
+    assert_eq!(input.len(), input_len, "{op}: input length");
+    assert_eq!(weight.len(), weight_len, "{op}: weight length");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), out_channels, "{op}: bias length");
+    }
+}
+
 #[track_caller]
 fn check_list(op: &str, what: &str, list: &[usize], channels: usize) {
     assert!(

@@ -63,27 +63,35 @@ fn zero_inactive_weight(weight: &mut [f32], ins: usize, plane: usize, active: Ac
     }
 }
 
-/// The expected active outputs: the dense output passed through the epilogue, and
+/// The epilogue a check runs (the rotated ReLU with `slope`, or the identity) and the
+/// active outputs it expects: the dense output passed through that epilogue, and
 /// [`UNTOUCHED`] elsewhere.
-fn expected_outputs(
+fn epilogue_and_expected<'a>(
+    rotated: bool,
+    slope: &'a [f32],
     dense: &[f32],
     channels: usize,
     plane: usize,
     outputs: &[usize],
-    slope: Option<&[f32]>,
-) -> Vec<f32> {
-    dense
+) -> (Epilogue<'a>, Vec<f32>) {
+    let epilogue = if rotated {
+        Epilogue::RotatedRelu(slope)
+    } else {
+        Epilogue::Identity
+    };
+    let expected = dense
         .iter()
         .enumerate()
         .map(|(i, &x)| {
             let o = i / plane % channels;
-            match (outputs.contains(&o), slope) {
+            match (outputs.contains(&o), rotated) {
                 (false, _) => UNTOUCHED,
-                (true, None) => x,
-                (true, Some(slope)) => slope[o] * x.max(0.0),
+                (true, false) => x,
+                (true, true) => slope[o] * x.max(0.0),
             }
         })
-        .collect()
+        .collect();
+    (epilogue, expected)
 }
 
 fn conv_geometry() -> impl Strategy<Value = Conv2dGeometry> {
@@ -140,12 +148,8 @@ fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotate
     // Forward.
     let mut dense = vec![0.0; g.output_len()];
     conv::conv2d_forward(g, &input_z, &weight_z, Some(&bias), &mut dense);
-    let (epilogue, slope) = if rotated {
-        (Epilogue::RotatedRelu(&slope), Some(&slope[..]))
-    } else {
-        (Epilogue::Identity, None)
-    };
-    let expected = expected_outputs(&dense, g.out_channels, out_plane, &outputs, slope);
+    let (epilogue, expected) =
+        epilogue_and_expected(rotated, &slope, &dense, g.out_channels, out_plane, &outputs);
     let mut actual = vec![UNTOUCHED; g.output_len()];
     let mut scratch = SkipScratch::new();
     // Twice, to check that reused scratch buffers give the same result.
@@ -278,12 +282,7 @@ fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rota
     sgemm(
         no, yes, batch, outs, features, 1.0, &input_z, &weight_z, 1.0, &mut dense,
     );
-    let (epilogue, slope) = if rotated {
-        (Epilogue::RotatedRelu(&slope), Some(&slope[..]))
-    } else {
-        (Epilogue::Identity, None)
-    };
-    let expected = expected_outputs(&dense, outs, 1, &outputs, slope);
+    let (epilogue, expected) = epilogue_and_expected(rotated, &slope, &dense, outs, 1, &outputs);
     let mut actual = vec![UNTOUCHED; batch * outs];
     let mut scratch = SkipScratch::new();
     linear_forward_active(

@@ -61,11 +61,17 @@ pub(super) fn forward_direct(
         return;
     }
     let image_len = g.input_image_len();
+    let layer = DirectConv {
+        g,
+        active,
+        weight,
+        bias,
+        epilogue,
+        pool,
+    };
     let run = |(image, out): (usize, &mut [f32])| {
         let image = &input[image * image_len..][..image_len];
-        with_denormals_flushed(|| {
-            image_forward(g, active, image, weight, bias, epilogue, pool, out)
-        });
+        with_denormals_flushed(|| image_forward(&layer, image, out));
     };
     let macs = g.batch * out_h * out_w * g.kernel_h * g.kernel_w * active.inputs.len();
     let macs = macs * active.outputs.len();
@@ -76,37 +82,27 @@ pub(super) fn forward_direct(
     }
 }
 
-/// One image: every active output channel, row (pair) by row (pair).
-#[allow(clippy::too_many_arguments)]
-fn image_forward(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    image: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
+/// What every image of a [`forward_direct`] call shares: the layer and its epilogue.
+struct DirectConv<'a> {
+    g: &'a Conv2dGeometry,
+    active: ActiveChannels<'a>,
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+    epilogue: Epilogue<'a>,
     pool: bool,
-    output: &mut [f32],
-) {
+}
+
+/// One image: every active output channel, row (pair) by row (pair).
+fn image_forward(layer: &DirectConv<'_>, image: &[f32], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has the features `image_forward_fma` is compiled for.
-            unsafe { image_forward_fma(g, active, image, weight, bias, epilogue, pool, output) };
+            unsafe { image_forward_fma(layer, image, output) };
             return;
         }
     }
-    image_forward_body(
-        g,
-        active,
-        image,
-        weight,
-        bias,
-        epilogue,
-        pool,
-        output,
-        |w, x, acc| acc + w * x,
-    );
+    image_forward_body(layer, image, output, |w, x, acc| acc + w * x);
 }
 
 /// [`image_forward_body`] compiled for AVX2 with fused multiply-adds.
@@ -115,43 +111,25 @@ fn image_forward(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn image_forward_fma(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
+unsafe fn image_forward_fma(layer: &DirectConv<'_>, image: &[f32], output: &mut [f32]) {
+    image_forward_body(layer, image, output, f32::mul_add);
+}
+
+#[inline(always)]
+fn image_forward_body(
+    layer: &DirectConv<'_>,
     image: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-    pool: bool,
     output: &mut [f32],
+    step: impl Fn(f32, f32, f32) -> f32 + Copy,
 ) {
-    image_forward_body(
+    let &DirectConv {
         g,
         active,
-        image,
         weight,
         bias,
         epilogue,
         pool,
-        output,
-        f32::mul_add,
-    );
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn image_forward_body(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    image: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-    pool: bool,
-    output: &mut [f32],
-    step: impl Fn(f32, f32, f32) -> f32 + Copy,
-) {
+    } = layer;
     let (out_h, out_w) = (g.out_h(), g.out_w());
     let (taps, plane, in_w) = (g.kernel_h * g.kernel_w, g.in_h * g.in_w, g.in_w);
     if out_h == 0 || out_w == 0 {

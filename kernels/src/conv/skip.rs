@@ -105,6 +105,17 @@ pub(super) fn gather_filters_transposed<'a>(
     gathered
 }
 
+/// `(taps, outputs, inner)`: the taps of one filter plane, the active output channels, and
+/// the rows of the active part of the im2col matrix (active inputs times taps), the sizes
+/// of the matrix products a channel-skipping kernel runs.
+pub(super) fn active_sizes(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+) -> (usize, usize, usize) {
+    let taps = g.kernel_h * g.kernel_w;
+    (taps, active.outputs.len(), active.inputs.len() * taps)
+}
+
 /// See [`super::conv2d_forward_active`]; lengths, lists and geometry are already checked.
 /// With `pool`, `output` holds the 2x2 max-pooled maps (`out_h` is even).
 #[allow(clippy::too_many_arguments)]
@@ -119,8 +130,7 @@ pub(super) fn forward_active(
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let (outputs, taps) = (active.outputs.len(), g.kernel_h * g.kernel_w);
-    let inner = active.inputs.len() * taps;
+    let (_, outputs, inner) = active_sizes(g, active);
     if g.batch * g.positions() == 0 || outputs == 0 {
         return;
     }

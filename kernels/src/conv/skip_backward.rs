@@ -14,7 +14,7 @@ use super::Conv2dGeometry;
 use super::backward::plane_sum;
 use super::im2col::{ColumnBlock, ScratchPerThread, col2im_add_from, grown, im2col_into};
 use super::plan::{Tiles, WEIGHT_GRADIENT_GROUPS, split_range};
-use super::skip::gather_filters_transposed;
+use super::skip::{active_sizes, gather_filters_transposed};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::skip::ActiveChannels;
@@ -66,8 +66,7 @@ pub(super) fn weight_gradient_active(
     grad_weight: &mut [f32],
 ) {
     grad_weight.fill(0.0);
-    let taps = g.kernel_h * g.kernel_w;
-    let (outputs, inner) = (active.outputs.len(), active.inputs.len() * taps);
+    let (taps, outputs, inner) = active_sizes(g, active);
     let size = outputs * inner;
     if size == 0 || g.batch == 0 {
         return;
@@ -143,8 +142,7 @@ pub(super) fn input_gradient_active(
     grad_input: &mut [f32],
 ) {
     grad_input.fill(0.0);
-    let taps = g.kernel_h * g.kernel_w;
-    let (outputs, inner) = (active.outputs.len(), active.inputs.len() * taps);
+    let (_, outputs, inner) = active_sizes(g, active);
     if outputs * inner == 0 || grad_input.is_empty() {
         return;
     }

@@ -14,7 +14,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::dot::dot;
-use super::{ActiveChannels, Epilogue, runs};
+use super::{ActiveChannels, Epilogue, check_forward_operands, runs};
 use crate::conv::SkipScratch;
 use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
@@ -154,14 +154,18 @@ pub fn linear_forward_active(
 ) {
     let op = "linear_forward_active";
     g.assert_valid(op);
-    active.check(op, g.in_channels(), g.out_features);
-    epilogue.check(op, g.out_features);
     let (batch, features, outs) = (g.batch, g.in_features, g.out_features);
-    assert_eq!(input.len(), batch * features, "{op}: input length");
-    assert_eq!(weight.len(), outs * features, "{op}: weight length");
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), outs, "{op}: bias length");
-    }
+    check_forward_operands(
+        op,
+        active,
+        epilogue,
+        (g.in_channels(), outs),
+        input,
+        batch * features,
+        weight,
+        outs * features,
+        bias,
+    );
     assert_eq!(output.len(), batch * outs, "{op}: output length");
     let outputs = active.outputs.len();
     if batch == 0 || outputs == 0 {

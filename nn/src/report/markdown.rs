@@ -82,7 +82,7 @@ fn run_section(md: &mut String, run: &RunReport) {
     if let Some(t) = &run.throughput {
         let _ = writeln!(
             md,
-            "\nInference (evaluation mode, {} images in batches of {}, {} threads, best of {} \
+            "\nInference (compiled inference plan, {} images in batches of {}, {} threads, best of {} \
              alternating rounds): dense {:.0} images/s, compacted {:.0} images/s ({:.2}x).",
             t.images,
             t.batch_size,
