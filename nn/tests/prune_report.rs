@@ -113,6 +113,8 @@ fn writes_json_markdown_and_png_next_to_the_checkpoint() {
         md.contains("dense 1000 images/s, compacted 1500 images/s (1.50x)"),
         "{md}"
     );
+    // The Markdown shows the picture written beside it by its relative name.
+    assert!(md.contains("](mnist.report.png)"), "{md}");
     let png = std::fs::read(&paths.png).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }

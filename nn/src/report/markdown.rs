@@ -1,6 +1,7 @@
 //! The report as Markdown tables (also what a command-line program prints).
 
 use std::fmt::Write;
+use std::path::Path;
 
 use super::{PruneReport, RunReport};
 use crate::prune::SavingsRow;
@@ -39,6 +40,23 @@ impl PruneReport {
         }
         md
     }
+}
+
+/// The Markdown that shows the PNG written next to it and says how to read it (the
+/// picture carries no text, so that drawing it needs no fonts).
+pub(super) fn figure_section(png: &Path) -> String {
+    let name = png.file_name().map_or_else(
+        || png.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    format!(
+        "\n## Figure\n\n![gate histograms and threshold sweep]({name})\n\n\
+         Top panels, one per gate layer: histogram of the gate magnitudes |a_c| (blue), the \
+         chosen zeta (red line). Bottom panels, one per method with a sweep: validation \
+         accuracy against zeta (blue, between the lowest and highest accuracy seen; the \
+         unpruned accuracy as a grey line), computation saving (red, 0 to 100%), the chosen \
+         zeta (green).\n"
+    )
 }
 
 fn run_section(md: &mut String, run: &RunReport) {

@@ -171,7 +171,9 @@ impl PruneReport {
     pub fn write(&self, checkpoint: &Path) -> Result<ReportPaths, ReportError> {
         let paths = ReportPaths::next_to(checkpoint);
         write_file(&paths.json, &self.to_json()?)?;
-        write_file(&paths.markdown, &self.to_markdown())?;
+        let mut markdown = self.to_markdown();
+        markdown.push_str(&markdown::figure_section(&paths.png));
+        write_file(&paths.markdown, &markdown)?;
         self.draw(&paths.png)?;
         Ok(paths)
     }
