@@ -13,10 +13,13 @@ mod backward;
 mod direct;
 mod forward;
 mod im2col;
+mod implicit;
+mod packed;
 mod plan;
 mod skip;
 mod skip_backward;
 
+pub use packed::PackedConv2d;
 pub use skip::SkipScratch;
 
 pub(crate) use im2col::grown as im2col_grown;
@@ -296,7 +299,7 @@ pub fn conv2d_forward_active(
 ) {
     let op = "conv2d_forward_active";
     check_forward_active(op, g, active, input, weight, bias, epilogue);
-    assert_eq!(output.len(), g.output_len(), "{op}: output length");
+    check_output(op, g, false, output);
     skip::forward_active(
         g, active, input, weight, bias, epilogue, false, scratch, output,
     );
@@ -323,13 +326,28 @@ pub fn conv2d_forward_active_max_pool2(
 ) {
     let op = "conv2d_forward_active_max_pool2";
     check_forward_active(op, g, active, input, weight, bias, epilogue);
-    let (out_h, out_w) = (g.out_h(), g.out_w());
-    assert!(out_h % 2 == 0, "{op}: output height {out_h} is odd");
-    let pooled = g.batch * g.out_channels * (out_h / 2) * (out_w / 2);
-    assert_eq!(output.len(), pooled, "{op}: output length");
+    check_output(op, g, true, output);
     skip::forward_active(
         g, active, input, weight, bias, epilogue, true, scratch, output,
     );
+}
+
+/// The output length of a channel-skipping forward, pooled 2x2 with `pool` (whose output
+/// height must then be even: a dropped last row would break the row pairs tiles are cut
+/// into).
+#[track_caller]
+fn check_output(op: &str, g: &Conv2dGeometry, pool: bool, output: &[f32]) {
+    let expected = if pool {
+        let (out_h, out_w) = (g.out_h(), g.out_w());
+        assert!(
+            out_h.is_multiple_of(2),
+            "{op}: output height {out_h} is odd"
+        );
+        g.batch * g.out_channels * (out_h / 2) * (out_w / 2)
+    } else {
+        g.output_len()
+    };
+    assert_eq!(output.len(), expected, "{op}: output length");
 }
 
 /// The checks [`conv2d_forward_active`] and [`conv2d_forward_active_max_pool2`] share: all

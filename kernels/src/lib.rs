@@ -17,7 +17,11 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod norm;
+pub mod packed_linear;
 pub mod pool;
 pub mod reference;
 pub mod simd;
 pub mod skip;
+
+#[cfg(test)]
+mod testing;

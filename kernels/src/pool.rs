@@ -230,7 +230,7 @@ fn max_plane_2x2(in_w: usize, out_w: usize, x: &[f32], y: &mut [f32], a: &mut [u
     for (oy, (y_row, a_row)) in outputs.enumerate() {
         let top_at = 2 * oy * in_w;
         let (top, bottom) = x[top_at..top_at + 2 * in_w].split_at(in_w);
-        let last = (out_w % 8 != 0).then_some(out_w - 8);
+        let last = (!out_w.is_multiple_of(8)).then_some(out_w - 8);
         for ox in (0..out_w / 8).map(|g| 8 * g).chain(last) {
             let (t_even, t_odd) = split_pairs(&top[2 * ox..2 * ox + 16]);
             let (b_even, b_odd) = split_pairs(&bottom[2 * ox..2 * ox + 16]);

@@ -170,7 +170,16 @@ fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotate
             "forward of {g:?} {active:?}"
         );
     }
-    if g.out_h() % 2 == 0 && g.out_w() >= 2 {
+    let packed = conv::PackedConv2d::new(g, active, &weight);
+    let mut from_packed = vec![UNTOUCHED; g.output_len()];
+    #[rustfmt::skip]
+    packed.forward(g.batch, &input, Some(&bias), epilogue, false, &mut scratch, &mut from_packed);
+    assert_eq!(
+        bits(&from_packed),
+        bits(&expected),
+        "packed forward of {g:?} {active:?}"
+    );
+    if g.out_h().is_multiple_of(2) && g.out_w() >= 2 {
         check_pooled(g, active, [&input, &weight, &bias], epilogue, &actual);
     }
 
@@ -253,6 +262,15 @@ fn check_pooled(
         bits(&actual),
         bits(&expected),
         "pooled forward of {g:?} {active:?}"
+    );
+    let packed = conv::PackedConv2d::new(g, active, weight);
+    let mut from_packed = vec![UNTOUCHED; pool.output_len()];
+    #[rustfmt::skip]
+    packed.forward(g.batch, input, Some(bias), epilogue, true, &mut SkipScratch::new(), &mut from_packed);
+    assert_eq!(
+        bits(&from_packed),
+        bits(&expected),
+        "packed pooled forward of {g:?} {active:?}"
     );
 }
 

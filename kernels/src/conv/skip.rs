@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::Conv2dGeometry;
 use super::direct;
 use super::im2col::{ColumnBlock, Scratch, ScratchPerThread, grown, im2col_into, im2col_wide_into};
+use super::implicit;
 use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
@@ -46,6 +47,7 @@ pub struct SkipScratch {
     pub(crate) weight: Vec<f32>,
     pub(crate) gathered: Vec<f32>,
     pub(crate) product: Vec<f32>,
+    pub(crate) offsets: Vec<usize>,
 }
 
 impl SkipScratch {
@@ -56,6 +58,7 @@ impl SkipScratch {
             weight: Vec::new(),
             gathered: Vec::new(),
             product: Vec::new(),
+            offsets: Vec::new(),
         }
     }
 }
@@ -74,11 +77,11 @@ impl std::fmt::Debug for SkipScratch {
 
 /// One image's share of a tile: `positions` of image `image`, stored from column `column`
 /// of the tile's matrices, and the output block they fill.
-struct Segment<'a> {
-    image: usize,
-    positions: Range<usize>,
+pub(super) struct Segment<'a> {
+    pub(super) image: usize,
+    pub(super) positions: Range<usize>,
     column: usize,
-    output: MatrixViewMut<'a>,
+    pub(super) output: MatrixViewMut<'a>,
 }
 
 /// Gathers the active filters, transposed: row `k * taps + t` of the result holds tap `t` of
@@ -130,12 +133,49 @@ pub(super) fn forward_active(
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let (_, outputs, inner) = active_sizes(g, active);
-    if g.batch * g.positions() == 0 || outputs == 0 {
+    let (_, outputs, _) = active_sizes(g, active);
+    if output.is_empty() || outputs == 0 {
+        return;
+    }
+    if implicit::applies(g) {
+        let SkipScratch {
+            threads,
+            weight: packed,
+            offsets,
+            ..
+        } = scratch;
+        let filters = implicit::Filters {
+            packed: implicit::pack_filters(g, active, weight, packed),
+            offsets: implicit::input_offsets(g, active, offsets),
+        };
+        #[rustfmt::skip]
+        implicit::forward_implicit(g, active, input, filters, bias, epilogue, pool, threads, output);
         return;
     }
     if direct::applies(g, active) {
         direct::forward_direct(g, active, input, weight, bias, epilogue, pool, output);
+        return;
+    }
+    forward_im2col(
+        g, active, input, weight, bias, epilogue, pool, scratch, output,
+    );
+}
+
+/// The im2col path of [`forward_active`], for any geometry.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_im2col(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+    pool: bool,
+    scratch: &mut SkipScratch,
+    output: &mut [f32],
+) {
+    let (_, outputs, inner) = active_sizes(g, active);
+    if output.is_empty() || outputs == 0 {
         return;
     }
     let filters = gather_filters_transposed(g, active, weight, &mut scratch.weight);
@@ -219,7 +259,17 @@ pub(super) fn forward_active(
         }
     };
 
-    let threads = &scratch.threads;
+    run_tiles(tasks, parallel, &scratch.threads, run);
+}
+
+/// Runs `run` on every tile with its thread's scratch and denormals flushed: as rayon tasks
+/// with `parallel`, else one after another on the calling thread.
+pub(super) fn run_tiles(
+    tasks: Vec<Vec<Segment<'_>>>,
+    parallel: bool,
+    threads: &ScratchPerThread,
+    run: impl Fn(&mut Scratch, &mut [Segment<'_>]) + Sync,
+) {
     if parallel {
         tasks.into_par_iter().for_each(|mut segments| {
             threads.with(|scratch| with_denormals_flushed(|| run(scratch, &mut segments)));
@@ -273,7 +323,7 @@ fn larger(a: f32, b: f32) -> f32 {
 /// Cuts the `total` computed positions of the batch (`positions` per image) into tiles of
 /// `tile` (the last shorter), each as its image segments with their output blocks;
 /// `stored(len)` is how many output positions `len` computed ones fill.
-fn cut_into_tiles<'a>(
+pub(super) fn cut_into_tiles<'a>(
     output: &'a mut [f32],
     channels: usize,
     positions: usize,

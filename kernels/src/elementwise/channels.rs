@@ -245,7 +245,7 @@ fn by_rows<const N: usize, const M: usize>(
                 run(row, row_inputs, row_outs, params, op, |start, len, t| {
                     store_n(load_n(&acc, start, len) + t, &mut acc, start, len);
                 });
-                if (image - first + 1) % PARTIAL_TERMS == 0 {
+                if (image - first + 1).is_multiple_of(PARTIAL_TERMS) {
                     flush(&mut acc, &mut totals);
                 }
             } else {

@@ -51,9 +51,9 @@ impl LinearGeometry {
     }
 
     #[track_caller]
-    fn assert_valid(&self, op: &str) {
+    pub(crate) fn assert_valid(&self, op: &str) {
         assert!(
-            self.group >= 1 && self.in_features % self.group == 0,
+            self.group >= 1 && self.in_features.is_multiple_of(self.group),
             "{op}: {} input features are not channels of {} features",
             self.in_features,
             self.group
@@ -61,7 +61,7 @@ impl LinearGeometry {
     }
 
     /// The active input features, as runs of consecutive features.
-    fn feature_runs(&self, inputs: &[usize]) -> Vec<Range<usize>> {
+    pub(crate) fn feature_runs(&self, inputs: &[usize]) -> Vec<Range<usize>> {
         runs(inputs)
             .into_iter()
             .map(|r| r.start * self.group..r.end * self.group)

@@ -4,11 +4,13 @@
 //! channels whose rotated slope is at most the threshold skipped.
 
 use rotor_engine::{Error, Result};
-use rotor_kernels::conv::Conv2dGeometry;
+use rotor_kernels::conv::{Conv2dGeometry, PackedConv2d};
+use rotor_kernels::packed_linear::PackedLinear;
 use rotor_kernels::pool::Pool2dGeometry;
+use rotor_kernels::skip::ActiveChannels;
 use rotor_kernels::skip::linear::LinearGeometry;
 
-use super::step::{Channels, Fused, Normalization, Step};
+use super::step::{Fused, Normalization, Step};
 use crate::layers::{BatchNorm2d, Conv2d, Layer, Linear, MaxPool2d, Sequential};
 
 const OP: &str = "inference plan";
@@ -346,10 +348,8 @@ fn conv_step(
         ))
     ) && out_h % 2 == 0
         && out_w >= 2;
-    let channels = Channels {
-        inputs: flow.live_list(channels),
-        outputs: computed_outputs(&tail.fused, out, threshold),
-    };
+    let inputs = flow.live_list(channels);
+    let outputs = computed_outputs(&tail.fused, out, threshold);
     let (h, w) = if pool {
         (out_h / 2, out_w / 2)
     } else {
@@ -357,13 +357,16 @@ fn conv_step(
     };
     flow.shape = vec![out, h, w];
     flow.group = h * w;
-    flow.live = (channels.outputs.len() < out).then(|| channels.outputs.clone());
+    flow.live = (outputs.len() < out).then(|| outputs.clone());
+    let active = ActiveChannels {
+        inputs: &inputs,
+        outputs: &outputs,
+    };
+    // NOTE: the filters are packed here, once: no call packs them again.
     let step = Step::Conv {
-        geometry,
-        weight,
+        conv: PackedConv2d::new(&geometry, active, &weight),
         bias,
         fused: tail.fused,
-        channels,
         pool,
     };
     Ok((step, tail.consumed + usize::from(pool)))
@@ -395,24 +398,26 @@ fn linear_step(
     if let Some((scale, shift)) = &tail.norm {
         fold(&mut weight, &mut bias, scale, shift);
     }
-    let channels = Channels {
-        inputs,
-        outputs: computed_outputs(&tail.fused, out, threshold),
-    };
+    let outputs = computed_outputs(&tail.fused, out, threshold);
     flow.shape = vec![out];
     flow.group = 1;
-    flow.live = (channels.outputs.len() < out).then(|| channels.outputs.clone());
+    flow.live = (outputs.len() < out).then(|| outputs.clone());
+    let geometry = LinearGeometry {
+        batch: 1,
+        in_features: features,
+        out_features: out,
+        group,
+    };
+    let active = ActiveChannels {
+        inputs: &inputs,
+        outputs: &outputs,
+    };
+    // NOTE: the weight is packed here, once, over the channels the step computes: no call
+    // repacks it.
     let step = Step::Linear {
-        geometry: LinearGeometry {
-            batch: 1,
-            in_features: features,
-            out_features: out,
-            group,
-        },
-        weight,
+        layer: PackedLinear::with_active(&geometry, active, &weight),
         bias,
         fused: tail.fused,
-        channels,
     };
     Ok((step, tail.consumed))
 }

@@ -254,9 +254,9 @@ impl Workspace {
 /// channels of a convolution.
 fn written_len(step: &Step, len: usize) -> usize {
     match step {
-        Step::Conv {
-            geometry, channels, ..
-        } => len / geometry.out_channels.max(1) * channels.outputs.len(),
+        Step::Conv { conv, .. } => {
+            len / conv.geometry().out_channels.max(1) * conv.active().outputs.len()
+        }
         _ => len,
     }
 }
@@ -264,12 +264,13 @@ fn written_len(step: &Step, len: usize) -> usize {
 /// Per-sample output length of `step` given its per-sample input length.
 fn step_output_len(step: &Step, input_len: usize) -> usize {
     match step {
-        Step::Conv { geometry, pool, .. } => {
-            let (h, w) = (geometry.out_h(), geometry.out_w());
+        Step::Conv { conv, pool, .. } => {
+            let g = conv.geometry();
+            let (h, w) = (g.out_h(), g.out_w());
             let plane = if *pool { (h / 2) * (w / 2) } else { h * w };
-            geometry.out_channels * plane
+            g.out_channels * plane
         }
-        Step::Linear { geometry, .. } => geometry.out_features,
+        Step::Linear { layer, .. } => layer.out_features(),
         Step::MaxPool(g) | Step::AvgPool(g) => g.output_len(),
         Step::GlobalAvgPool { channels, .. } => *channels,
         Step::Relu

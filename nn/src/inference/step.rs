@@ -4,15 +4,13 @@
 use rotor_kernels::activation::{
     gelu_forward, relu_forward, rotated_gelu_forward, rotated_relu_forward,
 };
-use rotor_kernels::conv::{
-    Conv2dGeometry, SkipScratch, conv2d_forward_active, conv2d_forward_active_max_pool2,
-};
+use rotor_kernels::conv::{PackedConv2d, SkipScratch};
 use rotor_kernels::norm::{BatchNormGeometry, batch_norm_forward_eval};
+use rotor_kernels::packed_linear::PackedLinear;
 use rotor_kernels::pool::{
     Pool2dGeometry, avg_pool2d_forward, global_avg_pool2d_forward, max_pool2d_forward,
 };
-use rotor_kernels::skip::linear::{LinearGeometry, linear_forward_active};
-use rotor_kernels::skip::{ActiveChannels, Epilogue};
+use rotor_kernels::skip::Epilogue;
 
 /// The activation fused into a convolution or linear step.
 #[derive(Clone)]
@@ -33,22 +31,6 @@ impl Fused {
     }
 }
 
-/// The channels a convolution or linear step reads and computes.
-#[derive(Clone)]
-pub(super) struct Channels {
-    pub(super) inputs: Vec<usize>,
-    pub(super) outputs: Vec<usize>,
-}
-
-impl Channels {
-    fn active(&self) -> ActiveChannels<'_> {
-        ActiveChannels {
-            inputs: &self.inputs,
-            outputs: &self.outputs,
-        }
-    }
-}
-
 /// A per-channel parameter set of a batch normalisation that could not be folded.
 #[derive(Clone)]
 pub(super) struct Normalization {
@@ -64,20 +46,17 @@ pub(super) struct Normalization {
 pub(super) enum Step {
     /// A convolution (batch norm folded in), its activation and optionally a 2x2 max pool.
     Conv {
-        geometry: Conv2dGeometry,
-        weight: Vec<f32>,
+        conv: PackedConv2d,
         bias: Option<Vec<f32>>,
         fused: Fused,
-        channels: Channels,
         pool: bool,
     },
-    /// A linear layer (batch norm folded in) and its activation.
+    /// A linear layer (batch norm folded in), its weight packed once over the channels it
+    /// computes, and its activation.
     Linear {
-        geometry: LinearGeometry,
-        weight: Vec<f32>,
+        layer: PackedLinear,
         bias: Option<Vec<f32>>,
         fused: Fused,
-        channels: Channels,
     },
     Relu,
     Gelu,
@@ -118,49 +97,27 @@ impl Step {
     ) {
         match self {
             Step::Conv {
-                geometry,
-                weight,
+                conv,
                 bias,
                 fused,
-                channels,
                 pool,
-            } => {
-                let g = Conv2dGeometry { batch, ..*geometry };
-                let run = if *pool {
-                    conv2d_forward_active_max_pool2
-                } else {
-                    conv2d_forward_active
-                };
-                run(
-                    &g,
-                    channels.active(),
-                    input,
-                    weight,
-                    bias.as_deref(),
-                    fused.epilogue(),
-                    scratch.skip,
-                    output,
-                );
-            }
-            Step::Linear {
-                geometry,
-                weight,
-                bias,
-                fused,
-                channels,
-            } => {
-                let g = LinearGeometry { batch, ..*geometry };
-                linear_forward_active(
-                    &g,
-                    channels.active(),
-                    input,
-                    weight,
-                    bias.as_deref(),
-                    fused.epilogue(),
-                    scratch.skip,
-                    output,
-                );
-            }
+            } => conv.forward(
+                batch,
+                input,
+                bias.as_deref(),
+                fused.epilogue(),
+                *pool,
+                scratch.skip,
+                output,
+            ),
+            Step::Linear { layer, bias, fused } => layer.forward(
+                batch,
+                input,
+                bias.as_deref(),
+                fused.epilogue(),
+                scratch.skip,
+                output,
+            ),
             Step::Relu => relu_forward(input, output),
             Step::Gelu => gelu_forward(input, output),
             Step::RotatedRelu { slope, plane } => {
@@ -222,18 +179,14 @@ impl Step {
     /// multiply-accumulate of the channels actually computed); 0 for other steps.
     pub(super) fn flops(&self) -> u64 {
         match self {
-            Step::Conv {
-                geometry, channels, ..
-            } => {
-                let taps = (geometry.kernel_h * geometry.kernel_w) as u64;
-                let positions = (geometry.out_h() * geometry.out_w()) as u64;
-                2 * positions * taps * channels.inputs.len() as u64 * channels.outputs.len() as u64
+            Step::Conv { conv, .. } => {
+                let (g, active) = (conv.geometry(), conv.active());
+                let taps = (g.kernel_h * g.kernel_w) as u64;
+                let positions = (g.out_h() * g.out_w()) as u64;
+                let (inputs, outputs) = (active.inputs.len() as u64, active.outputs.len() as u64);
+                2 * positions * taps * inputs * outputs
             }
-            Step::Linear {
-                geometry, channels, ..
-            } => {
-                2 * (geometry.group * channels.inputs.len()) as u64 * channels.outputs.len() as u64
-            }
+            Step::Linear { layer, .. } => 2 * layer.macs_per_row() as u64,
             _ => 0,
         }
     }

@@ -367,7 +367,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let k = (i * 7919 + seed * 104_729) % 1000;
-                if k % 10 == 0 {
+                if k.is_multiple_of(10) {
                     0.0
                 } else {
                     k as f32 / 250.0 - 2.0

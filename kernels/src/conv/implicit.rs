@@ -1,0 +1,234 @@
+//! The channel-skipping forward of unit-stride, unpadded convolutions as an implicit matrix
+//! product, on CPUs with AVX-512.
+//!
+//! NOTE: computed `in_w` wide (junk columns `x >= out_w` dropped by the epilogue), row
+//! `k = (c, i, j)` of the im2col matrix at output position `p = y * in_w + x` is input
+//! element `c * plane + i * in_w + j + p`: each row is the input plane shifted by a fixed
+//! offset. The micro-kernel therefore loads its right-hand vectors straight from the input
+//! image at `offset[k] + p`, and neither an im2col matrix nor a packed copy of one is ever
+//! written: the im2col path copied every input element `taps` times, twice, and the copies
+//! cost as much as the arithmetic once few channels remain. Only the filters are packed,
+//! once per call.
+//!
+//! Tiles of the batch's positions are cut as in `skip.rs` (whole rows, or pairs of rows when
+//! pooling); within a tile each block of [`ROWS`] active filters is computed for one image
+//! segment, bias and activation applied in registers, into a small product buffer that
+//! stays in L1, from which its rows are copied (or max-pooled) into the output at once.
+
+use super::Conv2dGeometry;
+use super::im2col::{Scratch, ScratchPerThread, grown};
+use super::plan::TASKS_PER_THREAD;
+use super::skip::{Segment, active_sizes, cut_into_tiles, run_tiles};
+use crate::skip::{ActiveChannels, Epilogue};
+
+mod avx512;
+
+use avx512::{ROWS, RowActivation};
+
+// NOTE: tuning constants, measured on a 2-core AMD EPYC with AVX-512 on MnistNet's second
+// convolution.
+// - TILE_POSITIONS: positions per task; large tiles waste fewer masked lanes at segment
+//   edges, and there is no im2col tile to keep in cache any more.
+// - SERIAL_MACS: below this many multiply-accumulates a call runs on the calling thread.
+const TILE_POSITIONS: usize = 2048;
+const SERIAL_MACS: usize = 1 << 20;
+
+/// The active filters packed for the micro-kernel (see [`pack_filters`]) and the input
+/// offsets of the active im2col rows (see [`input_offsets`]).
+#[derive(Clone, Copy)]
+pub(super) struct Filters<'a> {
+    pub(super) packed: &'a [f32],
+    pub(super) offsets: &'a [usize],
+}
+
+/// Whether [`forward_implicit`] handles this geometry on this CPU.
+pub(super) fn applies(g: &Conv2dGeometry) -> bool {
+    g.pad_h == 0 && g.pad_w == 0 && g.stride_h == 1 && g.stride_w == 1 && avx512::available()
+}
+
+/// See [`super::conv2d_forward_active`]; lengths, lists and geometry are already checked
+/// and [`applies`] holds. With `pool`, `output` holds the 2x2 max-pooled maps.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_implicit(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    filters: Filters<'_>,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+    pool: bool,
+    threads: &ScratchPerThread,
+    output: &mut [f32],
+) {
+    let (_, outputs, inner) = active_sizes(g, active);
+    let (out_h, out_w, row_w) = (g.out_h(), g.out_w(), g.in_w);
+    let positions = out_h * row_w;
+    let total = g.batch * positions;
+    if output.is_empty() || outputs == 0 {
+        return;
+    }
+    let Filters { packed, offsets } = filters;
+    assert!(
+        packed.len() == outputs.div_ceil(ROWS) * inner * ROWS && offsets.len() == inner,
+        "implicit conv: filters packed for another layer"
+    );
+
+    let parallel = total * inner * outputs >= SERIAL_MACS && rayon::current_num_threads() > 1;
+    let tasks_wanted = if parallel {
+        rayon::current_num_threads() * TASKS_PER_THREAD
+    } else {
+        1
+    };
+    let align = if pool { 2 * row_w } else { row_w };
+    let count = total
+        .div_ceil(TILE_POSITIONS)
+        .max(tasks_wanted)
+        .min(total / align)
+        .max(1);
+    let tile = total.div_ceil(count).next_multiple_of(align);
+    let stored = |len: usize| {
+        if pool {
+            len / (2 * row_w) * (out_w / 2)
+        } else {
+            len / row_w * out_w
+        }
+    };
+    let tasks = cut_into_tiles(output, g.out_channels, positions, total, tile, stored);
+
+    // NOTE: the last row's junk columns would read past the image's last plane; they are
+    // not computed (their product entries are never read).
+    let computed = (out_h - 1) * row_w + out_w;
+    let image_len = g.input_image_len();
+    let layer = Layer {
+        packed,
+        offsets,
+        bias,
+        epilogue,
+        active,
+        inner,
+        pool,
+        row_w,
+        out_w,
+    };
+    let run = |scratch: &mut Scratch, segments: &mut [Segment<'_>]| {
+        for s in segments.iter_mut() {
+            let image = &input[s.image * image_len..][..image_len];
+            let end = s.positions.end.min(computed);
+            layer.segment(image, s, end, scratch);
+        }
+    };
+    run_tiles(tasks, parallel, threads, run);
+}
+
+/// What every segment of one call shares.
+struct Layer<'a> {
+    packed: &'a [f32],
+    offsets: &'a [usize],
+    bias: Option<&'a [f32]>,
+    epilogue: Epilogue<'a>,
+    active: ActiveChannels<'a>,
+    inner: usize,
+    pool: bool,
+    row_w: usize,
+    out_w: usize,
+}
+
+impl Layer<'_> {
+    /// The bias and epilogue of the filters `outputs` (one block) as row activations.
+    fn activation(&self, outputs: &[usize]) -> RowActivation {
+        let mut activation = RowActivation {
+            bias: [0.0; ROWS],
+            scale: [1.0; ROWS],
+            relu: !matches!(self.epilogue, Epilogue::Identity),
+        };
+        for (r, &o) in outputs.iter().enumerate() {
+            activation.bias[r] = self.bias.map_or(0.0, |b| b[o]);
+            if let Epilogue::RotatedRelu(slope) = self.epilogue {
+                activation.scale[r] = slope[o];
+            }
+        }
+        activation
+    }
+
+    /// Computes segment `s` of `image` (positions up to `end` only) block of filters by
+    /// block, each followed by its epilogue.
+    fn segment(&self, image: &[f32], s: &mut Segment<'_>, end: usize, scratch: &mut Scratch) {
+        let width = s.positions.len();
+        let (_, _, product) = scratch.parts(0, ROWS * width);
+        let columns = s.positions.start..end.max(s.positions.start);
+        for (block, outputs) in self.active.outputs.chunks(ROWS).enumerate() {
+            let panel = &self.packed[block * self.inner * ROWS..][..self.inner * ROWS];
+            let activation = self.activation(outputs);
+            let columns = columns.clone();
+            avx512::block(
+                panel,
+                image,
+                self.offsets,
+                columns,
+                &activation,
+                product,
+                width,
+            );
+            for (row, &o) in outputs.iter().enumerate() {
+                let src = &product[row * width..][..width];
+                let dst = s.output.row_mut(o);
+                if self.pool {
+                    avx512::max_pool_rows(src, self.row_w, self.out_w, dst);
+                } else {
+                    let rows = src.chunks_exact(self.row_w);
+                    for (row, out) in rows.zip(dst.chunks_exact_mut(self.out_w)) {
+                        out.copy_from_slice(&row[..self.out_w]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The active filters in the micro-kernel's order: for each block of [`ROWS`] active
+/// outputs, for each row `k` of the active im2col matrix, the block's `ROWS` weights (zero
+/// past the last output).
+pub(super) fn pack_filters<'a>(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    weight: &[f32],
+    buffer: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let (taps, outputs, inner) = active_sizes(g, active);
+    let rows = g.col_rows();
+    let packed = grown(buffer, outputs.div_ceil(ROWS) * inner * ROWS);
+    // NOTE: with no active input the panels are empty and the products zero.
+    for (block, panel) in packed.chunks_exact_mut((inner * ROWS).max(1)).enumerate() {
+        let filters = &active.outputs[block * ROWS..][..ROWS.min(outputs - block * ROWS)];
+        for (k, column) in panel.chunks_exact_mut(ROWS).enumerate() {
+            let (c, t) = (active.inputs[k / taps], k % taps);
+            column.fill(0.0);
+            for (d, &o) in column.iter_mut().zip(filters) {
+                *d = weight[o * rows + c * taps + t];
+            }
+        }
+    }
+    packed
+}
+
+/// `offset[k]`: where row `k = (c, i, j)` of the active im2col matrix starts in the input
+/// image, `c * plane + i * in_w + j`.
+pub(super) fn input_offsets<'a>(
+    g: &Conv2dGeometry,
+    active: ActiveChannels<'_>,
+    buffer: &'a mut Vec<usize>,
+) -> &'a [usize] {
+    let plane = g.in_h * g.in_w;
+    buffer.clear();
+    for &c in active.inputs {
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                buffer.push(c * plane + i * g.in_w + j);
+            }
+        }
+    }
+    buffer
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+//! A convolution prepared once for repeated channel-skipping inference.
+
+use super::im2col::ScratchPerThread;
+use super::{Conv2dGeometry, SkipScratch, check_forward_active, check_output, implicit};
+use crate::skip::{ActiveChannels, Epilogue};
+
+/// A convolution's weight with its lists of active channels, and, where this CPU runs the
+/// implicit kernel, its active filters already packed for it, so that no call packs them
+/// again (at batch 1 packing MnistNet's second layer cost a tenth of the call).
+///
+/// [`forward`](Self::forward) computes what [`conv2d_forward_active`](super::conv2d_forward_active)
+/// (or, pooling, [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2))
+/// computes with the same weight and lists.
+#[derive(Clone)]
+pub struct PackedConv2d {
+    geometry: Conv2dGeometry,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    weight: Vec<f32>,
+    /// The packed filters and input offsets of the implicit kernel, if it applies.
+    implicit: Option<(Vec<f32>, Vec<usize>)>,
+}
+
+impl std::fmt::Debug for PackedConv2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedConv2d")
+            .field("geometry", &self.geometry)
+            .field("active_inputs", &self.inputs.len())
+            .field("active_outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedConv2d {
+    /// Prepares the convolution `g` (its `batch` ignored) with `weight` (`[out_channels,
+    /// in_channels, kernel_h, kernel_w]`) computing the `active` channels.
+    ///
+    /// # Panics
+    /// If the geometry is invalid, the weight's length differs from `g.weight_len()`, or an
+    /// active list is not strictly increasing within its channel count.
+    pub fn new(g: &Conv2dGeometry, active: ActiveChannels<'_>, weight: &[f32]) -> Self {
+        let geometry = Conv2dGeometry { batch: 0, ..*g };
+        let no_input = [];
+        check_forward_active(
+            "PackedConv2d",
+            &geometry,
+            active,
+            &no_input,
+            weight,
+            None,
+            Epilogue::Identity,
+        );
+        let implicit = implicit::applies(&geometry).then(|| {
+            let (mut packed, mut offsets) = (Vec::new(), Vec::new());
+            implicit::pack_filters(&geometry, active, weight, &mut packed);
+            implicit::input_offsets(&geometry, active, &mut offsets);
+            (packed, offsets)
+        });
+        Self {
+            geometry,
+            inputs: active.inputs.to_vec(),
+            outputs: active.outputs.to_vec(),
+            weight: weight.to_vec(),
+            implicit,
+        }
+    }
+
+    /// The geometry, for a batch of 0.
+    pub fn geometry(&self) -> &Conv2dGeometry {
+        &self.geometry
+    }
+
+    /// The channels computed and read.
+    pub fn active(&self) -> ActiveChannels<'_> {
+        ActiveChannels {
+            inputs: &self.inputs,
+            outputs: &self.outputs,
+        }
+    }
+
+    /// Runs the convolution on `batch` images with `bias` and `epilogue`, followed by a 2x2
+    /// max pooling with `pool`, into `output` (inactive channels not written). `scratch` is
+    /// reused between calls.
+    ///
+    /// # Panics
+    /// As [`conv2d_forward_active`](super::conv2d_forward_active) and
+    /// [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2) for the
+    /// batch's geometry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        batch: usize,
+        input: &[f32],
+        bias: Option<&[f32]>,
+        epilogue: Epilogue<'_>,
+        pool: bool,
+        scratch: &mut SkipScratch,
+        output: &mut [f32],
+    ) {
+        let g = Conv2dGeometry {
+            batch,
+            ..self.geometry
+        };
+        let active = self.active();
+        let Some((packed, offsets)) = &self.implicit else {
+            let run = if pool {
+                super::conv2d_forward_active_max_pool2
+            } else {
+                super::conv2d_forward_active
+            };
+            run(
+                &g,
+                active,
+                input,
+                &self.weight,
+                bias,
+                epilogue,
+                scratch,
+                output,
+            );
+            return;
+        };
+        let op = "PackedConv2d::forward";
+        check_forward_active(op, &g, active, input, &self.weight, bias, epilogue);
+        check_output(op, &g, pool, output);
+        let filters = implicit::Filters { packed, offsets };
+        let threads: &ScratchPerThread = &scratch.threads;
+        #[rustfmt::skip]
+        implicit::forward_implicit(&g, active, input, filters, bias, epilogue, pool, threads, output);
+    }
+}

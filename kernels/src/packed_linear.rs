@@ -1,0 +1,274 @@
+//! A fully connected layer whose weight is transposed once, when an inference plan is built,
+//! into the layout its forward kernel streams.
+//!
+//! NOTE: a general matrix product copies (packs) both operands on every call; for a linear
+//! layer at inference the weight is the large operand (MnistNet's first layer: 4.7 MB) and
+//! never changes, so repacking it on every batch cost as much as the arithmetic. Here the
+//! weight is stored `[in_features, out_features]`: the kernel broadcasts input features
+//! straight from the input rows and multiplies them by whole contiguous rows of the
+//! transposed weight, with the bias and activation applied as results leave the registers.
+//! With a small batch the weight is read once, split between the threads by input feature;
+//! with a large one the rows of the batch are split between the threads and the weight is
+//! read in blocks that stay in L2 while every row of a thread's share uses them.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::conv::SkipScratch;
+use crate::conv::im2col_grown as grown;
+use crate::denormal::with_denormals_flushed;
+use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
+use crate::skip::linear::LinearGeometry;
+use crate::skip::{ActiveChannels, Epilogue};
+
+mod avx512;
+
+// NOTE: tuning constants, measured with MnistNet's first linear layer (9216 -> 128) on a
+// 2-core AMD EPYC with AVX-512.
+// - ROW_BATCH: from this many rows per thread the batch is split by rows (each thread
+//   reads the whole weight once); below it by input features (the weight read once in all).
+// - PARALLEL_MACS: below this many multiply-accumulates a call runs on the calling thread.
+const ROW_BATCH: usize = 8;
+const PARALLEL_MACS: usize = 1 << 17;
+
+/// A fully connected layer `y = x W^T + b` with the active part of its weight `W`
+/// (`[out_features, in_features]`, as PyTorch stores it) transposed once for
+/// [`forward`](Self::forward).
+#[derive(Clone)]
+pub struct PackedLinear {
+    in_features: usize,
+    out_features: usize,
+    /// The active input features as runs, in order; packed row `k` is the `k`-th of them.
+    runs: Vec<Range<usize>>,
+    /// The active outputs, increasing.
+    outputs: Vec<usize>,
+    /// `W^T` restricted to the active features and outputs, `[runs' total length,
+    /// outputs.len()]` row-major.
+    weight_t: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedLinear")
+            .field("in_features", &self.in_features)
+            .field("out_features", &self.out_features)
+            .field("active_outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedLinear {
+    /// Packs `weight`, `[out_features, in_features]` row-major, every feature active.
+    ///
+    /// # Panics
+    /// If `weight.len() != out_features * in_features`.
+    pub fn new(in_features: usize, out_features: usize, weight: &[f32]) -> Self {
+        let g = LinearGeometry {
+            batch: 0,
+            in_features,
+            out_features,
+            group: in_features.max(1),
+        };
+        let inputs: Vec<usize> = (0..usize::from(in_features > 0)).collect();
+        let outputs: Vec<usize> = (0..out_features).collect();
+        let active = ActiveChannels {
+            inputs: &inputs,
+            outputs: &outputs,
+        };
+        Self::with_active(&g, active, weight)
+    }
+
+    /// Packs the active part of `weight` (`[out_features, in_features]` row-major): the
+    /// active outputs' rows, and the features of the active input channels (channels of
+    /// `g.group` features, as [`linear_forward_active`](crate::skip::linear::linear_forward_active)
+    /// takes them). `g.batch` is ignored. Inactive outputs are never written by
+    /// [`forward`](Self::forward) and inactive features never read.
+    ///
+    /// # Panics
+    /// If `g.group` does not divide `g.in_features`, the weight's length differs from
+    /// `out_features * in_features`, or an active list is not strictly increasing within
+    /// its channel count.
+    pub fn with_active(g: &LinearGeometry, active: ActiveChannels<'_>, weight: &[f32]) -> Self {
+        let op = "PackedLinear";
+        g.assert_valid(op);
+        let (ins, outs) = (g.in_features, g.out_features);
+        assert_eq!(
+            weight.len(),
+            ins * outs,
+            "{op}: weight length vs {outs} x {ins}"
+        );
+        active.check(op, g.in_channels(), outs);
+        let runs = g.feature_runs(active.inputs);
+        let width = active.outputs.len();
+        let mut weight_t = Vec::with_capacity(runs.iter().map(Range::len).sum::<usize>() * width);
+        for f in runs.iter().flat_map(Range::clone) {
+            weight_t.extend(active.outputs.iter().map(|&o| weight[o * ins + f]));
+        }
+        Self {
+            in_features: ins,
+            out_features: outs,
+            runs,
+            outputs: active.outputs.to_vec(),
+            weight_t,
+        }
+    }
+
+    /// Input features per row.
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// Output features per row.
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// Multiply-accumulates per row: active features times active outputs.
+    pub fn macs_per_row(&self) -> usize {
+        self.weight_t.len()
+    }
+
+    /// `output[n, o] = epilogue_o(bias[o] + sum over active features f of input[n, f] *
+    /// W[o, f])` for the active outputs `o` of the `batch` rows of `input` (`[batch,
+    /// in_features]`); `output` is `[batch, out_features]`, its inactive outputs left as
+    /// they are. `scratch` is reused between calls. Runs on rayon's global pool when the
+    /// work is large.
+    ///
+    /// # Panics
+    /// If a slice's length differs from `batch * in_features` (input), `out_features`
+    /// (bias, slopes) or `batch * out_features` (output).
+    pub fn forward(
+        &self,
+        batch: usize,
+        input: &[f32],
+        bias: Option<&[f32]>,
+        epilogue: Epilogue<'_>,
+        scratch: &mut SkipScratch,
+        output: &mut [f32],
+    ) {
+        let op = "PackedLinear::forward";
+        let (features, outs) = (self.in_features, self.out_features);
+        assert_eq!(input.len(), batch * features, "{op}: input length");
+        assert_eq!(output.len(), batch * outs, "{op}: output length");
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), outs, "{op}: bias length");
+        }
+        epilogue.check(op, outs);
+        let width = self.outputs.len();
+        if batch == 0 || width == 0 {
+            return;
+        }
+        let activation = avx512::LaneActivation::new(bias, epilogue, &self.outputs);
+        let SkipScratch {
+            product, gathered, ..
+        } = scratch;
+        // The active outputs are computed into `gathered` and scattered, unless all are.
+        let run = |target: &mut [f32], partials: &mut Vec<f32>| {
+            if avx512::available() {
+                self.forward_avx512(batch, input, &activation, partials, target);
+            } else {
+                self.forward_portable(batch, input, &activation, target);
+            }
+        };
+        if width == outs {
+            run(output, product);
+        } else {
+            let target = grown(gathered, batch * width);
+            run(target, product);
+            for (row, values) in output
+                .chunks_exact_mut(outs)
+                .zip(target.chunks_exact(width))
+            {
+                for (&o, &v) in self.outputs.iter().zip(values) {
+                    row[o] = v;
+                }
+            }
+        }
+    }
+
+    /// The forward with the AVX-512 kernel into `target` (`[batch, active outputs]`).
+    fn forward_avx512(
+        &self,
+        batch: usize,
+        input: &[f32],
+        activation: &avx512::LaneActivation,
+        partials: &mut Vec<f32>,
+        target: &mut [f32],
+    ) {
+        let width = self.outputs.len();
+        let inner = self.weight_t.len() / width;
+        let layer = avx512::Layer {
+            weight_t: &self.weight_t,
+            runs: &self.runs,
+            in_features: self.in_features,
+            width,
+        };
+        let threads = if batch * self.weight_t.len() >= PARALLEL_MACS {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        if threads == 1 {
+            with_denormals_flushed(|| layer.rows(input, 0..inner, Some(activation), target));
+        } else if batch >= ROW_BATCH * threads {
+            let rows = batch.div_ceil(threads).next_multiple_of(avx512::ROWS);
+            input
+                .par_chunks(rows * self.in_features)
+                .zip(target.par_chunks_mut(rows * width))
+                .for_each(|(x, out)| {
+                    with_denormals_flushed(|| layer.rows(x, 0..inner, Some(activation), out))
+                });
+        } else {
+            // Each thread sums its share of the features into its own partial result; the
+            // partials are then added in a fixed order and activated.
+            let partials = grown(partials, threads * batch * width);
+            partials
+                .par_chunks_mut(batch * width)
+                .enumerate()
+                .for_each(|(part, partial)| {
+                    let share = inner * part / threads..inner * (part + 1) / threads;
+                    with_denormals_flushed(|| layer.rows(input, share, None, partial));
+                });
+            let (first, rest) = partials.split_at(batch * width);
+            target.copy_from_slice(first);
+            for partial in rest.chunks_exact(batch * width) {
+                target.iter_mut().zip(partial).for_each(|(t, &p)| *t += p);
+            }
+            for row in target.chunks_exact_mut(width) {
+                activation.apply(row);
+            }
+        }
+    }
+
+    /// The forward as general matrix products (one per run of active features) into
+    /// `target` (`[batch, active outputs]`), for CPUs without AVX-512.
+    fn forward_portable(
+        &self,
+        batch: usize,
+        input: &[f32],
+        activation: &avx512::LaneActivation,
+        target: &mut [f32],
+    ) {
+        let width = self.outputs.len();
+        let x = MatrixView::row_major(input, batch, self.in_features);
+        let mut k = 0;
+        for (i, run) in self.runs.iter().enumerate() {
+            let w = &self.weight_t[k * width..][..run.len() * width];
+            let w = MatrixView::row_major(w, run.len(), width);
+            let out = MatrixViewMut::row_major(&mut *target, batch, width);
+            let beta = if i == 0 { 0.0 } else { 1.0 };
+            sgemm_strided(1.0, x.submatrix(0..batch, run.clone()), w, beta, out);
+            k += run.len();
+        }
+        if self.runs.is_empty() {
+            target.fill(0.0);
+        }
+        for row in target.chunks_exact_mut(width) {
+            activation.apply(row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
