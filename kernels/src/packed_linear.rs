@@ -29,8 +29,13 @@ mod avx512;
 // - ROW_BATCH: from this many rows per thread the batch is split by rows (each thread
 //   reads the whole weight once); below it by input features (the weight read once in all).
 // - PARALLEL_MACS: below this many multiply-accumulates a call runs on the calling thread.
+// - TILE_OUTPUTS, TILE_FEATURES: the tiles the weight is transposed in (4 KiB each);
+//   from PARALLEL_REPACK weights the tiles are transposed in parallel.
 const ROW_BATCH: usize = 8;
 const PARALLEL_MACS: usize = 1 << 17;
+const PARALLEL_REPACK: usize = 1 << 16;
+const TILE_OUTPUTS: usize = 16;
+const TILE_FEATURES: usize = 64;
 
 /// A fully connected layer `y = x W^T + b` with the active part of its weight `W`
 /// (`[out_features, in_features]`, as PyTorch stores it) transposed once for
@@ -90,6 +95,23 @@ impl PackedLinear {
     /// `out_features * in_features`, or an active list is not strictly increasing within
     /// its channel count.
     pub fn with_active(g: &LinearGeometry, active: ActiveChannels<'_>, weight: &[f32]) -> Self {
+        let mut packed = Self {
+            in_features: 0,
+            out_features: 0,
+            runs: Vec::new(),
+            outputs: Vec::new(),
+            weight_t: Vec::new(),
+        };
+        packed.repack(g, active, weight);
+        packed
+    }
+
+    /// Packs another layer (or the same one with other active channels) into `self`,
+    /// reusing its buffers: [`with_active`](Self::with_active) without the allocations.
+    ///
+    /// # Panics
+    /// As [`with_active`](Self::with_active).
+    pub fn repack(&mut self, g: &LinearGeometry, active: ActiveChannels<'_>, weight: &[f32]) {
         let op = "PackedLinear";
         g.assert_valid(op);
         let (ins, outs) = (g.in_features, g.out_features);
@@ -99,19 +121,50 @@ impl PackedLinear {
             "{op}: weight length vs {outs} x {ins}"
         );
         active.check(op, g.in_channels(), outs);
-        let runs = g.feature_runs(active.inputs);
+        self.in_features = ins;
+        self.out_features = outs;
+        self.runs = g.feature_runs(active.inputs);
+        self.outputs.clear();
+        self.outputs.extend_from_slice(active.outputs);
         let width = active.outputs.len();
-        let mut weight_t = Vec::with_capacity(runs.iter().map(Range::len).sum::<usize>() * width);
-        for f in runs.iter().flat_map(Range::clone) {
-            weight_t.extend(active.outputs.iter().map(|&o| weight[o * ins + f]));
+        let inner: usize = self.runs.iter().map(Range::len).sum();
+        self.weight_t.clear();
+        self.weight_t.resize(inner * width, 0.0);
+        // NOTE: transposed in tiles of TILE_FEATURES features x TILE_OUTPUTS outputs, whose
+        // rows and columns both stay in L1 (column by column, the reads of one feature from
+        // every active row missed the cache each time), and in parallel when large: a
+        // skipping layer repacks on every call.
+        let mut tiles = Vec::new();
+        let mut rest = &mut self.weight_t[..];
+        for run in &self.runs {
+            for start in run.clone().step_by(TILE_FEATURES) {
+                let features = start..(start + TILE_FEATURES).min(run.end);
+                let (tile, after) = rest.split_at_mut(features.len() * width);
+                tiles.push((features, tile));
+                rest = after;
+            }
         }
-        Self {
-            in_features: ins,
-            out_features: outs,
-            runs,
-            outputs: active.outputs.to_vec(),
-            weight_t,
+        let transpose = |(features, tile): (Range<usize>, &mut [f32])| {
+            for (block, outputs) in active.outputs.chunks(TILE_OUTPUTS).enumerate() {
+                for (j, &o) in outputs.iter().enumerate() {
+                    let column = block * TILE_OUTPUTS + j;
+                    for (f, &w) in weight[o * ins..][features.clone()].iter().enumerate() {
+                        tile[f * width + column] = w;
+                    }
+                }
+            }
+        };
+        if inner * width >= PARALLEL_REPACK {
+            tiles.into_par_iter().for_each(transpose);
+        } else {
+            tiles.into_iter().for_each(transpose);
         }
+    }
+
+    /// Whether [`forward`](Self::forward) runs its own AVX-512 kernel on this CPU (else one
+    /// general matrix product per run of active features).
+    pub fn accelerated() -> bool {
+        avx512::available()
     }
 
     /// Input features per row.

@@ -2,10 +2,27 @@
 
 /// A one-line description of the SIMD paths in use, for benchmark and example output.
 ///
-/// GEMM (and so the convolutions) detects AVX-512 or AVX2/FMA at run time; the elementwise kernels use
-/// the vector width `wide` was compiled for.
+/// GEMM (and the training convolutions built on it) detects AVX-512 or AVX2/FMA at run
+/// time; so do the inference kernels (implicit convolution, packed linear layer), which
+/// run their own AVX-512 kernels or fall back to GEMM; the elementwise kernels use the
+/// vector width `wide` was compiled for.
 pub fn describe() -> String {
-    format!("gemm: {}; elementwise: {}", gemm_path(), elementwise_path())
+    format!(
+        "gemm: {}; inference: {}; elementwise: {}",
+        gemm_path(),
+        inference_path(),
+        elementwise_path()
+    )
+}
+
+fn inference_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return "implicit conv + packed linear avx512 (detected at run time)";
+        }
+    }
+    "im2col + gemm (no avx512)"
 }
 
 fn gemm_path() -> &'static str {

@@ -25,6 +25,7 @@ use super::implicit;
 use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
+use crate::packed_linear::PackedLinear;
 use crate::skip::{ActiveChannels, Epilogue};
 
 // NOTE: tuning constants for the fused forward, sized for MnistNet's second convolution
@@ -48,6 +49,8 @@ pub struct SkipScratch {
     pub(crate) gathered: Vec<f32>,
     pub(crate) product: Vec<f32>,
     pub(crate) offsets: Vec<usize>,
+    /// The active part of a linear layer, packed per call for the AVX-512 kernel.
+    pub(crate) linear: Option<Box<PackedLinear>>,
 }
 
 impl SkipScratch {
@@ -59,6 +62,7 @@ impl SkipScratch {
             gathered: Vec::new(),
             product: Vec::new(),
             offsets: Vec::new(),
+            linear: None,
         }
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! A small batch runs as dot products of the active weight rows with the active runs of
 //! each input row, reading the weights in place, once; a larger batch gathers the active
-//! rows and columns into the operands of one matrix product.
+//! rows and columns into a [`PackedLinear`] (reused from call to call through the scratch)
+//! and runs its kernel.
 
 use std::ops::Range;
 
@@ -18,18 +19,16 @@ use super::{ActiveChannels, Epilogue, check_forward_operands, runs};
 use crate::conv::SkipScratch;
 use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
-use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial, sgemm_strided};
+use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
+use crate::packed_linear::PackedLinear;
 
 // NOTE: tuning constants, chosen for MnistNet's first linear layer (9216 -> 128).
 // - Up to DOT_MAX_BATCH rows the dot products should win: each weight row is read once from
-//   memory and reused from L1 for every row of the batch, where a matrix product would
-//   first copy (pack) the whole weight.
+//   memory, in place, and reused from L1 for every row of the batch; a larger batch gathers
+//   the active weights into the packed layer's layout first.
 // - Below PARALLEL_MACS multiply-accumulates the dot products run on the calling thread.
-// - Above PARALLEL_GEMM_MACS the matrix product is split over the threads: below it (a
-//   quarter-width MnistNet at batch 64) packing the inputs once per thread cost more.
 const DOT_MAX_BATCH: usize = 4;
 const PARALLEL_MACS: usize = 1 << 17;
-const PARALLEL_GEMM_MACS: usize = 1 << 23;
 
 /// The sizes of a fully connected layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,19 +79,6 @@ fn gather_runs<'a>(
 ) -> &'a [f32] {
     let width: usize = runs.iter().map(Range::len).sum();
     let gathered = grown(buffer, rows.len() * width);
-    gather_runs_into(matrix, row_len, rows, runs, gathered);
-    gathered
-}
-
-/// [`gather_runs`] into `gathered`, which holds exactly the result.
-fn gather_runs_into(
-    matrix: &[f32],
-    row_len: usize,
-    rows: impl Iterator<Item = usize>,
-    runs: &[Range<usize>],
-    gathered: &mut [f32],
-) {
-    let width: usize = runs.iter().map(Range::len).sum();
     for (dst, row) in gathered.chunks_exact_mut(width.max(1)).zip(rows) {
         let src = &matrix[row * row_len..][..row_len];
         let mut at = 0;
@@ -101,6 +87,7 @@ fn gather_runs_into(
             at += run.len();
         }
     }
+    gathered
 }
 
 /// Writes a matrix laid out as [`gather_runs`] makes it back into the listed rows and runs
@@ -171,105 +158,59 @@ pub fn linear_forward_active(
     if batch == 0 || outputs == 0 {
         return;
     }
+    if batch > DOT_MAX_BATCH {
+        // NOTE: gathering the active weights into the packed kernel's layout costs what a
+        // general matrix product's packing of them does, and the kernel then reads the
+        // inputs in place instead of packing them too.
+        let packed = match scratch.linear.take() {
+            Some(mut packed) => {
+                packed.repack(g, active, weight);
+                packed
+            }
+            None => Box::new(PackedLinear::with_active(g, active, weight)),
+        };
+        packed.forward(batch, input, bias, epilogue, scratch, output);
+        scratch.linear = Some(packed);
+        return;
+    }
     let runs = g.feature_runs(active.inputs);
     let inner: usize = runs.iter().map(Range::len).sum();
 
-    // `product` holds the active outputs before the epilogue, `[outputs, batch]` from the
-    // dot products, `[batch, outputs]` from the matrix product.
-    let transposed = batch <= DOT_MAX_BATCH;
+    // `product` holds the active outputs before the epilogue, `[outputs, batch]`.
     let product = grown(&mut scratch.product, batch * outputs);
-    if transposed {
-        let row_dots = |(i, out): (usize, &mut [f32])| {
-            let row = &weight[active.outputs[i] * features..][..features];
-            for (n, out) in out.iter_mut().enumerate() {
-                let x = &input[n * features..][..features];
-                *out = runs
-                    .iter()
-                    .map(|r| dot(&row[r.clone()], &x[r.clone()]))
-                    .sum();
-            }
-        };
-        if outputs * inner * batch >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
-            let per_task = outputs.div_ceil(rayon::current_num_threads());
-            product
-                .par_chunks_mut(per_task * batch)
-                .enumerate()
-                .for_each(|(task, chunk)| {
-                    with_denormals_flushed(|| {
-                        chunk
-                            .chunks_mut(batch)
-                            .enumerate()
-                            .for_each(|(i, out)| row_dots((task * per_task + i, out)))
-                    })
-                });
-        } else {
-            with_denormals_flushed(|| product.chunks_mut(batch).enumerate().for_each(row_dots));
+    let row_dots = |(i, out): (usize, &mut [f32])| {
+        let row = &weight[active.outputs[i] * features..][..features];
+        for (n, out) in out.iter_mut().enumerate() {
+            let x = &input[n * features..][..features];
+            *out = runs
+                .iter()
+                .map(|r| dot(&row[r.clone()], &x[r.clone()]))
+                .sum();
         }
-    } else {
-        let all_inputs = inner == features;
-        let x = if all_inputs {
-            MatrixView::row_major(input, batch, features)
-        } else {
-            let x = gather_runs(input, features, 0..batch, &runs, &mut scratch.gathered);
-            MatrixView::row_major(x, batch, inner)
-        };
-        // NOTE: the product is split over the active outputs here rather than left to
-        // `sgemm_strided`, which splits only dimensions of at least two 64-wide blocks (a
-        // pruned layer often has fewer outputs); each task also gathers its own filters.
-        let dense = all_inputs && outputs == outs;
-        let parts = if batch * inner * outputs >= PARALLEL_GEMM_MACS {
-            rayon::current_num_threads().min(outputs)
-        } else {
-            1
-        };
-        let buffer = grown(&mut scratch.weight, if dense { 0 } else { outputs * inner });
-        let mut tasks = Vec::with_capacity(parts);
-        let (mut product_rest, mut buffer_rest) = (
-            MatrixViewMut::row_major(&mut *product, batch, outputs),
-            buffer,
-        );
-        let mut start = 0;
-        for part in 0..parts {
-            let end = outputs * (part + 1) / parts;
-            let (product_part, right) = product_rest.split_at_col(end - start);
-            product_rest = right;
-            let split = if dense { 0 } else { (end - start) * inner };
-            let (buffer_part, rest) = buffer_rest.split_at_mut(split);
-            buffer_rest = rest;
-            tasks.push((start..end, product_part, buffer_part));
-            start = end;
-        }
-        let multiply =
-            |(range, product_part, buffer_part): (Range<usize>, MatrixViewMut<'_>, &mut [f32])| {
+    };
+    if outputs * inner * batch >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
+        let per_task = outputs.div_ceil(rayon::current_num_threads());
+        product
+            .par_chunks_mut(per_task * batch)
+            .enumerate()
+            .for_each(|(task, chunk)| {
                 with_denormals_flushed(|| {
-                    let w = if dense {
-                        MatrixView::row_major(weight, outs, features).submatrix(range, 0..features)
-                    } else {
-                        let rows = active.outputs[range.clone()].iter().copied();
-                        gather_runs_into(weight, features, rows, &runs, &mut *buffer_part);
-                        MatrixView::row_major(buffer_part, range.len(), inner)
-                    };
-                    sgemm_serial(1.0, x, w.t(), 0.0, product_part);
+                    chunk
+                        .chunks_mut(batch)
+                        .enumerate()
+                        .for_each(|(i, out)| row_dots((task * per_task + i, out)))
                 })
-            };
-        if parts > 1 {
-            tasks.into_par_iter().for_each(multiply);
-        } else {
-            tasks.into_iter().for_each(multiply);
-        }
+            });
+    } else {
+        with_denormals_flushed(|| product.chunks_mut(batch).enumerate().for_each(row_dots));
     }
 
     with_denormals_flushed(|| {
         for n in 0..batch {
             let out_row = &mut output[n * outs..][..outs];
             for (i, &o) in active.outputs.iter().enumerate() {
-                let value = if transposed {
-                    product[i * batch + n]
-                } else {
-                    product[n * outputs + i]
-                };
                 let b = bias.map_or(0.0, |b| b[o]);
-                out_row[o] = value;
+                out_row[o] = product[i * batch + n];
                 epilogue.apply_in_place(o, b, std::slice::from_mut(&mut out_row[o]));
             }
         }

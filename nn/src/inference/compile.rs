@@ -4,13 +4,12 @@
 //! channels whose rotated slope is at most the threshold skipped.
 
 use rotor_engine::{Error, Result};
-use rotor_kernels::conv::{Conv2dGeometry, PackedConv2d};
-use rotor_kernels::packed_linear::PackedLinear;
+use rotor_kernels::conv::Conv2dGeometry;
 use rotor_kernels::pool::Pool2dGeometry;
-use rotor_kernels::skip::ActiveChannels;
 use rotor_kernels::skip::linear::LinearGeometry;
 
 use super::step::{Fused, Normalization, Step};
+use super::weights::{Channels, ConvWeights, LinearWeights};
 use crate::layers::{BatchNorm2d, Conv2d, Layer, Linear, MaxPool2d, Sequential};
 
 const OP: &str = "inference plan";
@@ -358,13 +357,8 @@ fn conv_step(
     flow.shape = vec![out, h, w];
     flow.group = h * w;
     flow.live = (outputs.len() < out).then(|| outputs.clone());
-    let active = ActiveChannels {
-        inputs: &inputs,
-        outputs: &outputs,
-    };
-    // NOTE: the filters are packed here, once: no call packs them again.
     let step = Step::Conv {
-        conv: PackedConv2d::new(&geometry, active, &weight),
+        conv: ConvWeights::new(geometry, weight, Channels { inputs, outputs }),
         bias,
         fused: tail.fused,
         pool,
@@ -408,14 +402,8 @@ fn linear_step(
         out_features: out,
         group,
     };
-    let active = ActiveChannels {
-        inputs: &inputs,
-        outputs: &outputs,
-    };
-    // NOTE: the weight is packed here, once, over the channels the step computes: no call
-    // repacks it.
     let step = Step::Linear {
-        layer: PackedLinear::with_active(&geometry, active, &weight),
+        layer: LinearWeights::new(geometry, weight, Channels { inputs, outputs }),
         bias,
         fused: tail.fused,
     };

@@ -10,10 +10,14 @@
 //! each feature map to stay in cache until the next layer reads it; the kernels run small
 //! work (a batch of one) on the calling thread and split larger work over rayon's pool.
 //!
+//! A layer that computes all its channels has its weight packed once, when the plan is
+//! built, into the layout of the inference kernels (AVX-512 where the CPU has it).
+//!
 //! With [`PlanOptions::skip_threshold`] set to `zeta`, the output channels of a fused rotated
 //! ReLU whose slope satisfies `|a| <= zeta` are skipped: their filters are not run, and the
-//! next convolution or linear layer does not read them (through a flatten too). This runs
-//! the channel-skipping kernels on the full weights; no compacted copy of the model is made.
+//! next convolution or linear layer does not read them (through a flatten too). Such
+//! layers run the channel-skipping kernels on their full weights, with the index lists
+//! read on every call; no compacted copy of the model is made.
 //! With `zeta` below every slope that is not exactly zero, the outputs are those of the
 //! model; a larger `zeta` prunes the channels with small slopes as pruning would.
 //!
@@ -24,5 +28,6 @@
 mod compile;
 mod plan;
 mod step;
+mod weights;
 
 pub use plan::{InferencePlan, PlanOptions, Workspace};

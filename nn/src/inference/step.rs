@@ -4,13 +4,14 @@
 use rotor_kernels::activation::{
     gelu_forward, relu_forward, rotated_gelu_forward, rotated_relu_forward,
 };
-use rotor_kernels::conv::{PackedConv2d, SkipScratch};
+use rotor_kernels::conv::SkipScratch;
 use rotor_kernels::norm::{BatchNormGeometry, batch_norm_forward_eval};
-use rotor_kernels::packed_linear::PackedLinear;
 use rotor_kernels::pool::{
     Pool2dGeometry, avg_pool2d_forward, global_avg_pool2d_forward, max_pool2d_forward,
 };
 use rotor_kernels::skip::Epilogue;
+
+use super::weights::{ConvWeights, LinearWeights, Output};
 
 /// The activation fused into a convolution or linear step.
 #[derive(Clone)]
@@ -46,15 +47,14 @@ pub(super) struct Normalization {
 pub(super) enum Step {
     /// A convolution (batch norm folded in), its activation and optionally a 2x2 max pool.
     Conv {
-        conv: PackedConv2d,
+        conv: ConvWeights,
         bias: Option<Vec<f32>>,
         fused: Fused,
         pool: bool,
     },
-    /// A linear layer (batch norm folded in), its weight packed once over the channels it
-    /// computes, and its activation.
+    /// A linear layer (batch norm folded in) and its activation.
     Linear {
-        layer: PackedLinear,
+        layer: LinearWeights,
         bias: Option<Vec<f32>>,
         fused: Fused,
     },
@@ -101,23 +101,20 @@ impl Step {
                 bias,
                 fused,
                 pool,
-            } => conv.forward(
-                batch,
-                input,
-                bias.as_deref(),
-                fused.epilogue(),
-                *pool,
-                scratch.skip,
-                output,
-            ),
-            Step::Linear { layer, bias, fused } => layer.forward(
-                batch,
-                input,
-                bias.as_deref(),
-                fused.epilogue(),
-                scratch.skip,
-                output,
-            ),
+            } => {
+                let out = Output {
+                    bias: bias.as_deref(),
+                    epilogue: fused.epilogue(),
+                };
+                conv.forward(batch, input, out, *pool, scratch.skip, output);
+            }
+            Step::Linear { layer, bias, fused } => {
+                let out = Output {
+                    bias: bias.as_deref(),
+                    epilogue: fused.epilogue(),
+                };
+                layer.forward(batch, input, out, scratch.skip, output);
+            }
             Step::Relu => relu_forward(input, output),
             Step::Gelu => gelu_forward(input, output),
             Step::RotatedRelu { slope, plane } => {
