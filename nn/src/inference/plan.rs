@@ -1,6 +1,9 @@
 //! The compiled plan and the per-caller workspace it runs in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use rayon::prelude::*;
 
 use rotor_engine::{Error, Result, Tensor};
 use rotor_kernels::conv::SkipScratch;
@@ -41,14 +44,24 @@ pub struct InferencePlan {
     output_shape: Vec<usize>,
 }
 
-/// The buffers of one caller of an [`InferencePlan`]: one output buffer per step (for one
-/// chunk of the batch before the first linear layer, for the largest batch seen so far
-/// after it; reused from call to call), pooling indices and the kernels' scratch.
+/// The buffers of one caller of an [`InferencePlan`]: one output buffer per step (for a
+/// chunk of the batch before the first linear layer, one set per thread working on chunks;
+/// for the largest batch seen so far after it; all reused from call to call), pooling
+/// indices and the kernels' scratch.
 ///
 /// A workspace belongs to the plan that made it ([`InferencePlan::workspace`]).
 #[derive(Debug)]
 pub struct Workspace {
     plan: u64,
+    /// One per chunk processed at the same time: the chunked steps' buffers.
+    lanes: Vec<Mutex<Lane>>,
+    /// The whole batch: the output of the last chunked step and of every step after it.
+    tail: Lane,
+}
+
+/// Step buffers, pooling indices and kernel scratch of one thread of work.
+#[derive(Debug, Default)]
+struct Lane {
     buffers: Vec<Vec<f32>>,
     argmax: Vec<u32>,
     scratch: SkipScratch,
@@ -117,9 +130,8 @@ impl InferencePlan {
     pub fn workspace(&self) -> Workspace {
         Workspace {
             plan: self.id,
-            buffers: Vec::new(),
-            argmax: Vec::new(),
-            scratch: SkipScratch::new(),
+            lanes: Vec::new(),
+            tail: Lane::default(),
         }
     }
 
@@ -154,52 +166,95 @@ impl InferencePlan {
             });
         }
         let chunk = self.chunk.min(batch).max(1);
-        // Chunked steps but the last keep one chunk; the others hold the whole batch.
-        let sizes: Vec<usize> = (0..self.steps.len())
-            .map(|i| {
-                let samples = if i + 1 < self.prefix { chunk } else { batch };
-                samples * self.lens[i]
-            })
+        let chunks = batch.div_ceil(chunk);
+        // NOTE: the chunks of the batch go to the threads whole, each thread running every
+        // chunked step on its chunk in its own buffers, so a map stays in the cache of the
+        // core that wrote it and the steps pay no fork and join each; the kernels' own
+        // splitting then only fills idle threads.
+        let lanes = if self.prefix > 0 {
+            rayon::current_num_threads().min(chunks).max(1)
+        } else {
+            0
+        };
+        let chunked = self.prefix.saturating_sub(1);
+        let lane_sizes: Vec<usize> = (0..chunked).map(|i| chunk * self.lens[i]).collect();
+        let tail_sizes: Vec<usize> = (chunked..self.steps.len())
+            .map(|i| batch * self.lens[i])
             .collect();
-        workspace.reserve(&sizes);
+        workspace.reserve(lanes, &lane_sizes, &tail_sizes);
         let Workspace {
+            lanes: lane_slots,
+            tail,
+            ..
+        } = workspace;
+        if self.prefix > 0 {
+            let (out_len, sample_out) = (self.lens[chunked], self.lens[chunked] * chunk);
+            let outputs = &mut tail.buffers[0][..batch * out_len];
+            let run_chunk = |(x, out): (&[f32], &mut [f32])| {
+                let slot = rayon::current_thread_index().unwrap_or(0) % lane_slots.len();
+                let mut lane = lane_slots[slot]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.run_chunk(&mut lane, x, x.len() / sample, out);
+            };
+            let pieces = input
+                .chunks(chunk * sample)
+                .zip(outputs.chunks_mut(sample_out));
+            if lanes > 1 {
+                pieces.par_bridge().for_each(run_chunk);
+            } else {
+                pieces.for_each(run_chunk);
+            }
+        }
+        let Lane {
             buffers,
             argmax,
             scratch,
-            ..
-        } = workspace;
-        let mut run_step = |i: usize, samples: usize, input: &[f32], output_at: usize| {
-            let (done, rest) = buffers.split_at_mut(i);
+        } = tail;
+        for i in self.prefix..self.steps.len() {
+            let (done, rest) = buffers.split_at_mut(i - chunked);
             let source = match done.last() {
-                Some(previous) => &previous[..samples * self.lens[i - 1]],
+                Some(previous) => &previous[..batch * self.lens[i - 1]],
                 None => input,
             };
-            let target = &mut rest[0][output_at..][..samples * self.lens[i]];
+            let step_scratch = StepScratch {
+                skip: &mut *scratch,
+                argmax: &mut *argmax,
+            };
+            let target = &mut rest[0][..batch * self.lens[i]];
+            self.steps[i].run(batch, source, target, step_scratch);
+        }
+        Ok(match self.steps.len().checked_sub(1) {
+            Some(last) => &buffers[last - chunked][..batch * self.lens[last]],
+            None => input,
+        })
+    }
+
+    /// Runs the chunked steps on the `samples` samples of `input` in `lane`'s buffers, the
+    /// last of them into `output`.
+    fn run_chunk(&self, lane: &mut Lane, input: &[f32], samples: usize, output: &mut [f32]) {
+        let Lane {
+            buffers,
+            argmax,
+            scratch,
+        } = lane;
+        for i in 0..self.prefix {
+            let (done, rest) = buffers.split_at_mut(i);
+            let source = match i.checked_sub(1) {
+                Some(previous) => &done[previous][..samples * self.lens[previous]],
+                None => input,
+            };
+            let target = if i + 1 == self.prefix {
+                &mut *output
+            } else {
+                &mut rest[0][..samples * self.lens[i]]
+            };
             let step_scratch = StepScratch {
                 skip: &mut *scratch,
                 argmax: &mut *argmax,
             };
             self.steps[i].run(samples, source, target, step_scratch);
-        };
-        for start in (0..batch).step_by(chunk) {
-            let samples = chunk.min(batch - start);
-            let chunk_input = &input[start * sample..][..samples * sample];
-            for i in 0..self.prefix {
-                let output_at = if i + 1 == self.prefix {
-                    start * self.lens[i]
-                } else {
-                    0
-                };
-                run_step(i, samples, chunk_input, output_at);
-            }
         }
-        for i in self.prefix..self.steps.len() {
-            run_step(i, batch, input, 0);
-        }
-        Ok(match self.steps.len().checked_sub(1) {
-            Some(last) => &buffers[last][..batch * self.lens[last]],
-            None => input,
-        })
     }
 
     /// [`run`](Self::run) on a tensor `[N, ...input shape]`, returning `[N, ...output
@@ -238,14 +293,27 @@ impl std::fmt::Debug for InferencePlan {
 }
 
 impl Workspace {
-    /// Makes every step's buffer hold at least `sizes[i]` floats. Buffers start zeroed,
-    /// which skipped channels rely on: no step ever writes them.
-    fn reserve(&mut self, sizes: &[usize]) {
-        self.buffers.resize_with(sizes.len(), Vec::new);
-        for (buffer, &size) in self.buffers.iter_mut().zip(sizes) {
-            if buffer.len() < size {
-                *buffer = vec![0.0; size];
-            }
+    /// Makes `lanes` lanes whose buffers hold at least `lane_sizes[i]` floats and a tail
+    /// whose buffers hold at least `tail_sizes[i]`. Buffers start zeroed, which skipped
+    /// channels rely on: no step ever writes them.
+    fn reserve(&mut self, lanes: usize, lane_sizes: &[usize], tail_sizes: &[usize]) {
+        if self.lanes.len() < lanes {
+            self.lanes.resize_with(lanes, Mutex::default);
+        }
+        for lane in &mut self.lanes {
+            let lane = lane.get_mut().unwrap_or_else(PoisonError::into_inner);
+            grow(&mut lane.buffers, lane_sizes);
+        }
+        grow(&mut self.tail.buffers, tail_sizes);
+    }
+}
+
+/// Makes `buffers[i]` hold at least `sizes[i]` floats, zeroed when (re)allocated.
+fn grow(buffers: &mut Vec<Vec<f32>>, sizes: &[usize]) {
+    buffers.resize_with(sizes.len(), Vec::new);
+    for (buffer, &size) in buffers.iter_mut().zip(sizes) {
+        if buffer.len() < size {
+            *buffer = vec![0.0; size];
         }
     }
 }
