@@ -121,7 +121,7 @@ pub fn prune_method(
         } else {
             prune::freeze_dead(&mut small, kind);
         }
-        let mut optimizer = make_optimizer(args.optimizer, lr, 0.0, 0.0);
+        let mut optimizer = make_optimizer(args.optimizer, lr, args.decay(), 0.0, 0.0);
         let what = format!("{} fine-tune", method.name);
         train(
             &mut small,

@@ -13,11 +13,13 @@ use crate::{Args, OptimizerKind};
 /// Result type of the example.
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// An optimizer of the chosen kind with learning rate `lr` and the given L1 penalties on
-/// rotated slopes and on batch-norm scales.
+/// An optimizer of the chosen kind with learning rate `lr`, weight decay on every
+/// parameter (an L2 term in the gradient for SGD and Adam, decoupled for AdamW) and the
+/// given L1 penalties on rotated slopes and on batch-norm scales.
 pub fn make_optimizer(
     kind: OptimizerKind,
     lr: f32,
+    weight_decay: f32,
     slope_l1: f32,
     scale_l1: f32,
 ) -> Box<dyn Optimizer> {
@@ -25,11 +27,22 @@ pub fn make_optimizer(
         OptimizerKind::Sgd => Box::new(
             Sgd::new(lr)
                 .momentum(0.9)
+                .weight_decay(weight_decay)
                 .slope_l1(slope_l1)
                 .norm_scale_l1(scale_l1),
         ),
-        OptimizerKind::Adam => Box::new(Adam::new(lr).slope_l1(slope_l1).norm_scale_l1(scale_l1)),
-        OptimizerKind::Adamw => Box::new(AdamW::new(lr).slope_l1(slope_l1).norm_scale_l1(scale_l1)),
+        OptimizerKind::Adam => Box::new(
+            Adam::new(lr)
+                .weight_decay(weight_decay)
+                .slope_l1(slope_l1)
+                .norm_scale_l1(scale_l1),
+        ),
+        OptimizerKind::Adamw => Box::new(
+            AdamW::new(lr)
+                .weight_decay(weight_decay)
+                .slope_l1(slope_l1)
+                .norm_scale_l1(scale_l1),
+        ),
     }
 }
 
