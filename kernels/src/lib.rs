@@ -21,6 +21,7 @@ pub mod gemm;
 pub mod loss;
 pub mod norm;
 pub mod packed_linear;
+pub mod parallel;
 pub mod pool;
 pub mod reference;
 pub mod simd;

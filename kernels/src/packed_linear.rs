@@ -19,6 +19,7 @@ use crate::conv::SkipScratch;
 use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
+use crate::parallel::for_each_task;
 use crate::skip::linear::LinearGeometry;
 use crate::skip::{ActiveChannels, Epilogue};
 
@@ -266,23 +267,22 @@ impl PackedLinear {
             with_denormals_flushed(|| layer.rows(input, 0..inner, Some(activation), target));
         } else if batch >= ROW_BATCH * threads {
             let rows = batch.div_ceil(threads).next_multiple_of(avx512::ROWS);
-            input
-                .par_chunks(rows * self.in_features)
-                .zip(target.par_chunks_mut(rows * width))
-                .for_each(|(x, out)| {
-                    with_denormals_flushed(|| layer.rows(x, 0..inner, Some(activation), out))
-                });
+            let tasks = input
+                .chunks(rows * self.in_features)
+                .zip(target.chunks_mut(rows * width))
+                .collect();
+            for_each_task(tasks, |_, (x, out)| {
+                with_denormals_flushed(|| layer.rows(x, 0..inner, Some(activation), out))
+            });
         } else {
             // Each thread sums its share of the features into its own partial result; the
             // partials are then added in a fixed order and activated.
             let partials = grown(partials, threads * batch * width);
-            partials
-                .par_chunks_mut(batch * width)
-                .enumerate()
-                .for_each(|(part, partial)| {
-                    let share = inner * part / threads..inner * (part + 1) / threads;
-                    with_denormals_flushed(|| layer.rows(input, share, None, partial));
-                });
+            let tasks = partials.chunks_mut(batch * width).enumerate().collect();
+            for_each_task(tasks, |_, (part, partial)| {
+                let share = inner * part / threads..inner * (part + 1) / threads;
+                with_denormals_flushed(|| layer.rows(input, share, None, partial));
+            });
             let (first, rest) = partials.split_at(batch * width);
             target.copy_from_slice(first);
             for partial in rest.chunks_exact(batch * width) {

@@ -405,6 +405,23 @@ proptest! {
         let g = LinearGeometry { batch, in_features: in_channels * group, out_features, group };
         check_linear(&g, in_mask, out_mask, seed, rotated);
     }
+
+    /// Batches past the dot products' (tiled by rows and outputs), with channels of
+    /// features that are shorter than a vector, a vector long, or longer and ragged.
+    #[test]
+    fn linear_batches_match_dense_with_inactive_channels_zeroed(
+        batch in 5..20_usize,
+        in_channels in 1..6_usize,
+        group in prop_oneof![Just(1_usize), Just(7), Just(16), Just(37)],
+        out_features in 1..10_usize,
+        in_mask in mask(),
+        out_mask in mask(),
+        seed in any::<u64>(),
+        rotated in any::<bool>(),
+    ) {
+        let g = LinearGeometry { batch, in_features: in_channels * group, out_features, group };
+        check_linear(&g, in_mask, out_mask, seed, rotated);
+    }
 }
 
 /// MnistNet's second convolution at batch 3, large enough to run in parallel tiles that
@@ -429,11 +446,11 @@ fn conv_matches_dense_on_a_parallel_sized_layer() {
     check_conv(&g, every_other, u64::MAX, 8, false);
 }
 
-/// MnistNet's first linear layer at batch 1 (dot products, in parallel) and 16 (a matrix
-/// product), with every other input channel active.
+/// MnistNet's first linear layer at batch 1 (dot products, in parallel), 16 and 37 (tiles
+/// of rows, in parallel), with every other input channel active.
 #[test]
 fn linear_matches_dense_on_a_parallel_sized_layer() {
-    for batch in [1, 16] {
+    for batch in [1, 16, 37] {
         let g = LinearGeometry {
             batch,
             in_features: 64 * 144,

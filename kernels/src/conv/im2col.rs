@@ -50,6 +50,15 @@ impl ScratchPerThread {
         }
     }
 
+    /// Runs `f` with the scratch of participant `participant` of
+    /// [`for_each_task`](crate::parallel::for_each_task).
+    pub(crate) fn with_slot<R>(&self, participant: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let mut scratch = self.slots[participant % self.slots.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&mut scratch)
+    }
+
     /// Runs `f` with the calling thread's scratch.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
         // NOTE: tasks run on the threads of the pool current when `new` ran, so the index

@@ -18,7 +18,10 @@
 use super::Conv2dGeometry;
 use super::im2col::{Scratch, ScratchPerThread, grown};
 use super::plan::TASKS_PER_THREAD;
+use std::ops::Range;
+
 use super::skip::{Segment, active_sizes, cut_into_tiles, run_tiles};
+use crate::gemm::MatrixViewMut;
 use crate::skip::{ActiveChannels, Epilogue};
 
 mod avx512;
@@ -93,8 +96,6 @@ pub(super) fn forward_implicit(
             len / row_w * out_w
         }
     };
-    let tasks = cut_into_tiles(output, g.out_channels, positions, total, tile, stored);
-
     // NOTE: the last row's junk columns would read past the image's last plane; they are
     // not computed (their product entries are never read).
     let computed = (out_h - 1) * row_w + out_w;
@@ -110,14 +111,86 @@ pub(super) fn forward_implicit(
         row_w,
         out_w,
     };
-    let run = |scratch: &mut Scratch, segments: &mut [Segment<'_>]| {
+    let blocks = outputs.div_ceil(ROWS);
+    // NOTE: a batch of fewer images than tasks wanted is split by blocks of filters, each
+    // task computing whole images: cut by positions, one image of MnistNet's second layer
+    // gave tiles of two row pairs, mostly partial strips (104 positions as 48 + 48 + 8),
+    // and the second thread took only a sixth off the time.
+    let groups = if parallel && g.batch < tasks_wanted {
+        tasks_wanted.div_ceil(g.batch).min(blocks)
+    } else {
+        1
+    };
+    if groups > 1 {
+        let per_image = g.out_channels * stored(positions);
+        let group_blocks = blocks.div_ceil(groups);
+        let mut tasks = Vec::with_capacity(g.batch * groups);
+        for (image, maps) in output.chunks_mut(per_image).enumerate() {
+            let mut rest = MatrixViewMut::row_major(maps, g.out_channels, stored(positions));
+            let mut first_channel = 0;
+            for start in (0..blocks).step_by(group_blocks) {
+                let end = (start + group_blocks).min(blocks);
+                // The group's maps: up to the next group's first filter.
+                let next = active
+                    .outputs
+                    .get(end * ROWS)
+                    .copied()
+                    .unwrap_or(g.out_channels);
+                let (maps, others) = rest.split_at_row(next - first_channel);
+                tasks.push(FilterGroup {
+                    image,
+                    maps,
+                    first_channel,
+                    blocks: start..end,
+                });
+                rest = others;
+                first_channel = next;
+            }
+        }
+        let run = |scratch: &mut Scratch, task: &mut FilterGroup<'_>| {
+            let image = &input[task.image * image_len..][..image_len];
+            let maps = Maps {
+                view: &mut task.maps,
+                first_channel: task.first_channel,
+            };
+            let blocks = task.blocks.clone();
+            layer.compute(image, 0..computed, positions, blocks, maps, scratch);
+        };
+        run_tiles(tasks, parallel, threads, run);
+        return;
+    }
+
+    let tasks = cut_into_tiles(output, g.out_channels, positions, total, tile, stored);
+    let run = |scratch: &mut Scratch, segments: &mut Vec<Segment<'_>>| {
         for s in segments.iter_mut() {
             let image = &input[s.image * image_len..][..image_len];
-            let end = s.positions.end.min(computed);
-            layer.segment(image, s, end, scratch);
+            let end = s.positions.end.min(computed).max(s.positions.start);
+            let columns = s.positions.start..end;
+            let maps = Maps {
+                view: &mut s.output,
+                first_channel: 0,
+            };
+            let width = s.positions.len();
+            layer.compute(image, columns, width, 0..blocks, maps, scratch);
         }
     };
     run_tiles(tasks, parallel, threads, run);
+}
+
+/// The output maps of the filters of blocks `blocks` for one whole image.
+struct FilterGroup<'a> {
+    image: usize,
+    /// Channels `first_channel..` of the image's output maps, one per row.
+    maps: MatrixViewMut<'a>,
+    first_channel: usize,
+    blocks: Range<usize>,
+}
+
+/// Where a computation stores its outputs: row `c - first_channel` of `view` holds channel
+/// `c`'s part of the tile.
+struct Maps<'a, 'b> {
+    view: &'a mut MatrixViewMut<'b>,
+    first_channel: usize,
 }
 
 /// What every segment of one call shares.
@@ -150,28 +223,28 @@ impl Layer<'_> {
         activation
     }
 
-    /// Computes segment `s` of `image` (positions up to `end` only) block of filters by
-    /// block, each followed by its epilogue.
-    fn segment(&self, image: &[f32], s: &mut Segment<'_>, end: usize, scratch: &mut Scratch) {
-        let width = s.positions.len();
+    /// Computes the positions `columns` of `image`, the start of a tile of `width`
+    /// positions stored in `maps`, for the filters of blocks `blocks`, block by block, each
+    /// followed by its epilogue.
+    fn compute(
+        &self,
+        image: &[f32],
+        columns: Range<usize>,
+        width: usize,
+        blocks: Range<usize>,
+        maps: Maps<'_, '_>,
+        scratch: &mut Scratch,
+    ) {
         let (_, _, product) = scratch.parts(0, ROWS * width);
-        let columns = s.positions.start..end.max(s.positions.start);
-        for (block, outputs) in self.active.outputs.chunks(ROWS).enumerate() {
+        let all = self.active.outputs.chunks(ROWS).enumerate();
+        for (block, outputs) in all.skip(blocks.start).take(blocks.len()) {
             let panel = &self.packed[block * self.inner * ROWS..][..self.inner * ROWS];
             let activation = self.activation(outputs);
-            let columns = columns.clone();
-            avx512::block(
-                panel,
-                image,
-                self.offsets,
-                columns,
-                &activation,
-                product,
-                width,
-            );
+            #[rustfmt::skip]
+            avx512::block(panel, image, self.offsets, columns.clone(), &activation, product, width);
             for (row, &o) in outputs.iter().enumerate() {
                 let src = &product[row * width..][..width];
-                let dst = s.output.row_mut(o);
+                let dst = maps.view.row_mut(o - maps.first_channel);
                 if self.pool {
                     avx512::max_pool_rows(src, self.row_w, self.out_w, dst);
                 } else {

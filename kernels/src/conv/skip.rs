@@ -16,8 +16,6 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::Conv2dGeometry;
 use super::direct;
 use super::im2col::{ColumnBlock, Scratch, ScratchPerThread, grown, im2col_into, im2col_wide_into};
@@ -26,6 +24,7 @@ use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::packed_linear::PackedLinear;
+use crate::parallel::for_each_task;
 use crate::skip::{ActiveChannels, Epilogue};
 
 // NOTE: tuning constants for the fused forward, sized for MnistNet's second convolution
@@ -225,7 +224,7 @@ pub(super) fn forward_im2col(
     let tasks = cut_into_tiles(output, g.out_channels, positions, total, tile, stored);
 
     let image_len = g.input_image_len();
-    let run = |scratch: &mut Scratch, segments: &mut [Segment<'_>]| {
+    let run = |scratch: &mut Scratch, segments: &mut Vec<Segment<'_>>| {
         let width: usize = segments.iter().map(|s| s.positions.len()).sum();
         let (strip, col, product) = scratch.parts(inner * width, outputs * width);
         for s in segments.iter() {
@@ -266,23 +265,26 @@ pub(super) fn forward_im2col(
     run_tiles(tasks, parallel, &scratch.threads, run);
 }
 
-/// Runs `run` on every tile with its thread's scratch and denormals flushed: as rayon tasks
-/// with `parallel`, else one after another on the calling thread.
-pub(super) fn run_tiles(
-    tasks: Vec<Vec<Segment<'_>>>,
+/// Runs `run` on every tile with its thread's scratch and denormals flushed: spread over
+/// the calling thread and the pool with `parallel`, else one after another on the calling
+/// thread.
+pub(super) fn run_tiles<T: Send>(
+    tasks: Vec<T>,
     parallel: bool,
     threads: &ScratchPerThread,
-    run: impl Fn(&mut Scratch, &mut [Segment<'_>]) + Sync,
+    run: impl Fn(&mut Scratch, &mut T) + Sync,
 ) {
     if parallel {
-        tasks.into_par_iter().for_each(|mut segments| {
-            threads.with(|scratch| with_denormals_flushed(|| run(scratch, &mut segments)));
+        for_each_task(tasks, |participant, mut task| {
+            threads.with_slot(participant, |scratch| {
+                with_denormals_flushed(|| run(scratch, &mut task));
+            });
         });
     } else {
         threads.with(|scratch| {
             with_denormals_flushed(|| {
-                for mut segments in tasks {
-                    run(scratch, &mut segments);
+                for mut task in tasks {
+                    run(scratch, &mut task);
                 }
             })
         });

@@ -5,38 +5,12 @@
 
 use proptest::prelude::*;
 
-use crate::testing::integers;
+use crate::testing::{integers, linear_reference};
 
 use super::{PackedLinear, avx512};
 use crate::conv::SkipScratch;
 use crate::skip::linear::{LinearGeometry, linear_forward_active};
 use crate::skip::{ActiveChannels, Epilogue};
-
-/// `epilogue(bias + x W^T)` computed element by element.
-fn reference(
-    (batch, ins, outs): (usize, usize, usize),
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-) -> Vec<f32> {
-    let mut out = vec![0.0; batch * outs];
-    for n in 0..batch {
-        for o in 0..outs {
-            let mut sum = bias.map_or(0.0, |b| b[o]);
-            for f in 0..ins {
-                sum += input[n * ins + f] * weight[o * ins + f];
-            }
-            let relu = if sum <= 0.0 { 0.0 } else { sum };
-            out[n * outs + o] = match epilogue {
-                Epilogue::Identity => sum,
-                Epilogue::Relu => relu,
-                Epilogue::RotatedRelu(slope) => slope[o] * relu,
-            };
-        }
-    }
-    out
-}
 
 /// Checks the kernel (or the portable path) against [`reference`] on `threads` threads.
 fn check(batch: usize, ins: usize, outs: usize, kind: u8, seed: u64, threads: usize) {
@@ -49,7 +23,16 @@ fn check(batch: usize, ins: usize, outs: usize, kind: u8, seed: u64, threads: us
         1 => (Some(&bias[..]), Epilogue::Relu),
         _ => (Some(&bias[..]), Epilogue::RotatedRelu(&slope)),
     };
-    let expected = reference((batch, ins, outs), &input, &weight, bias, epilogue);
+    let g = LinearGeometry {
+        batch,
+        in_features: ins,
+        out_features: outs,
+        group: 1,
+    };
+    let (features, outputs) = (0..ins, (0..outs).collect::<Vec<_>>());
+    let runs = std::slice::from_ref(&features);
+    #[rustfmt::skip]
+    let expected = linear_reference(&g, (runs, &outputs), (&input, &weight), (bias, epilogue), 0.0);
     let layer = PackedLinear::new(ins, outs, &weight);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -5,14 +5,15 @@
 //! consecutive features (`group = H * W` after flattening a `[C, H, W]` map, 1 otherwise),
 //! and the active input channels are listed by channel.
 //!
-//! A small batch runs as dot products of the active weight rows with the active runs of
-//! each input row, reading the weights in place, once; a larger batch gathers the active
-//! rows and columns into a [`PackedLinear`] (reused from call to call through the scratch)
-//! and runs its kernel.
+//! The forward has three paths, none keeping a compacted copy of the layer:
+//! - a small batch runs as dot products of the active weight rows with the active runs of
+//!   each input row, reading the weights in place, once;
+//! - a larger batch on a CPU with AVX-512 runs register tiles of input rows by active
+//!   weight rows (in the `avx512` submodule), which also read both operands in place;
+//! - a larger batch elsewhere gathers the active rows and columns into a [`PackedLinear`]
+//!   (reused from call to call through the scratch) and runs its portable product.
 
 use std::ops::Range;
-
-use rayon::prelude::*;
 
 use super::dot::dot;
 use super::{ActiveChannels, Epilogue, check_forward_operands, runs};
@@ -21,12 +22,17 @@ use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
 use crate::packed_linear::PackedLinear;
+use crate::parallel::for_each_task;
+
+mod avx512;
 
 // NOTE: tuning constants, chosen for MnistNet's first linear layer (9216 -> 128).
 // - Up to DOT_MAX_BATCH rows the dot products should win: each weight row is read once from
-//   memory, in place, and reused from L1 for every row of the batch; a larger batch gathers
-//   the active weights into the packed layer's layout first.
-// - Below PARALLEL_MACS multiply-accumulates the dot products run on the calling thread.
+//   memory, in place, and reused from L1 for every row of the batch. A larger batch runs
+//   the AVX-512 tiles, which reuse each vector of weights for 8 rows and each vector of
+//   inputs for 3 weight rows; without AVX-512 it gathers the active weights into the packed
+//   layer's layout first.
+// - Below PARALLEL_MACS multiply-accumulates a call runs on the calling thread.
 const DOT_MAX_BATCH: usize = 4;
 const PARALLEL_MACS: usize = 1 << 17;
 
@@ -119,8 +125,9 @@ fn scatter_runs(
 ///
 /// the dense layer's result on weights and inputs whose inactive channels are zero, passed
 /// through `epilogue`. Inactive input features are not read; inactive outputs are not
-/// written. No compacted copy of the layer is kept: a small batch reads the weight rows in
-/// place, a larger one gathers the active part as it builds the product's operands.
+/// written. No compacted copy of the layer is kept: the weight rows are read in place
+/// (except for a larger batch on a CPU without AVX-512, which gathers the active part of
+/// the weight on every call).
 /// `scratch` is reused between calls. Runs on rayon's global pool when the work is large.
 ///
 /// # Panics
@@ -158,22 +165,24 @@ pub fn linear_forward_active(
     if batch == 0 || outputs == 0 {
         return;
     }
+    let runs = g.feature_runs(active.inputs);
     if batch > DOT_MAX_BATCH {
-        // NOTE: gathering the active weights into the packed kernel's layout costs what a
-        // general matrix product's packing of them does, and the kernel then reads the
-        // inputs in place instead of packing them too.
-        let packed = match scratch.linear.take() {
-            Some(mut packed) => {
-                packed.repack(g, active, weight);
-                packed
-            }
-            None => Box::new(PackedLinear::with_active(g, active, weight)),
-        };
-        packed.forward(batch, input, bias, epilogue, scratch, output);
-        scratch.linear = Some(packed);
+        if avx512::available() {
+            let layer = avx512::Layer {
+                weight,
+                in_features: features,
+                out_features: outs,
+                runs: &runs,
+                outputs: active.outputs,
+                bias,
+                epilogue,
+            };
+            forward_tiled(&layer, batch, input, &mut scratch.product, output);
+        } else {
+            forward_repacked(g, active, input, weight, bias, epilogue, scratch, output);
+        }
         return;
     }
-    let runs = g.feature_runs(active.inputs);
     let inner: usize = runs.iter().map(Range::len).sum();
 
     // `product` holds the active outputs before the epilogue, `[outputs, batch]`.
@@ -190,17 +199,15 @@ pub fn linear_forward_active(
     };
     if outputs * inner * batch >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
         let per_task = outputs.div_ceil(rayon::current_num_threads());
-        product
-            .par_chunks_mut(per_task * batch)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                with_denormals_flushed(|| {
-                    chunk
-                        .chunks_mut(batch)
-                        .enumerate()
-                        .for_each(|(i, out)| row_dots((task * per_task + i, out)))
-                })
-            });
+        let tasks = product.chunks_mut(per_task * batch).enumerate().collect();
+        for_each_task(tasks, |_, (task, chunk): (usize, &mut [f32])| {
+            with_denormals_flushed(|| {
+                chunk
+                    .chunks_mut(batch)
+                    .enumerate()
+                    .for_each(|(i, out)| row_dots((task * per_task + i, out)))
+            })
+        });
     } else {
         with_denormals_flushed(|| product.chunks_mut(batch).enumerate().for_each(row_dots));
     }
@@ -215,6 +222,64 @@ pub fn linear_forward_active(
             }
         }
     });
+}
+
+/// The batch path on CPUs with AVX-512: the tiles on the calling thread, or on each
+/// thread's share of the rows when the work is large; `partial` is the tiles' buffer.
+fn forward_tiled(
+    layer: &avx512::Layer<'_>,
+    batch: usize,
+    input: &[f32],
+    partial: &mut Vec<f32>,
+    output: &mut [f32],
+) {
+    let inner: usize = layer.runs.iter().map(Range::len).sum();
+    let width = layer.outputs.len();
+    let partial = grown(partial, avx512::partial_len(batch, width));
+    let threads = rayon::current_num_threads();
+    if batch * width * inner < PARALLEL_MACS || threads == 1 {
+        with_denormals_flushed(|| layer.rows(input, partial, output));
+        return;
+    }
+    // NOTE: split by rows, so that each thread's rows stay in its L2 while every block of
+    // weight rows goes through them; each thread reads the active weights once.
+    let rows = batch.div_ceil(threads);
+    let tasks = input
+        .chunks(rows * layer.in_features)
+        .zip(output.chunks_mut(rows * layer.out_features))
+        .zip(partial.chunks_mut(avx512::partial_len(rows, width)))
+        .collect();
+    for_each_task(tasks, |_, ((x, y), p)| {
+        with_denormals_flushed(|| layer.rows(x, p, y))
+    });
+}
+
+/// The batch path on other CPUs: the active part of the weight gathered into a
+/// [`PackedLinear`] and its forward run.
+///
+/// NOTE: gathering the active weights into the packed layout costs what a general matrix
+/// product's packing of them does, and the product then reads the inputs in place instead
+/// of packing them too.
+#[allow(clippy::too_many_arguments)]
+fn forward_repacked(
+    g: &LinearGeometry,
+    active: ActiveChannels<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+    scratch: &mut SkipScratch,
+    output: &mut [f32],
+) {
+    let packed = match scratch.linear.take() {
+        Some(mut packed) => {
+            packed.repack(g, active, weight);
+            packed
+        }
+        None => Box::new(PackedLinear::with_active(g, active, weight)),
+    };
+    packed.forward(g.batch, input, bias, epilogue, scratch, output);
+    scratch.linear = Some(packed);
 }
 
 /// Channel-skipping fully connected backward: the gradients of [`linear_forward_active`]
@@ -305,3 +370,6 @@ pub fn linear_backward_active(
         scatter_runs(&active_grad, grad_input, features, 0..batch, &runs);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,9 @@
 //! immutable (`Send + Sync`), so several threads can serve requests from one plan, each with
 //! its own [`Workspace`], whose buffers are allocated once and reused from call to call.
 //! The layers before the first linear layer run on chunks of the batch small enough for
-//! each feature map to stay in cache until the next layer reads it; the kernels run small
-//! work (a batch of one) on the calling thread and split larger work over rayon's pool.
+//! each feature map to stay in cache until the next layer reads it, the chunks shared
+//! between the calling thread and rayon's pool; a batch too small to chunk runs on the
+//! calling thread, its kernels splitting their work between it and the pool.
 //!
 //! A layer that computes all its channels has its weight packed once, when the plan is
 //! built, into the layout of the inference kernels (AVX-512 where the CPU has it).

@@ -3,10 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use rayon::prelude::*;
-
 use rotor_engine::{Error, Result, Tensor};
 use rotor_kernels::conv::SkipScratch;
+use rotor_kernels::parallel::for_each_task;
 
 use super::compile::compile;
 use super::step::{Step, StepScratch};
@@ -165,14 +164,21 @@ impl InferencePlan {
                 reason: "the workspace was made by another plan".to_string(),
             });
         }
-        let chunk = self.chunk.min(batch).max(1);
+        // NOTE: the kernels run serially within a chunk (see `for_each_task`), so the chunks
+        // are made of equal size and as many as a multiple of the threads: with MnistNet's
+        // 24-image chunks a batch of 64 left one thread alone on the last 16 images.
+        let threads = rayon::current_num_threads();
+        let chunks = batch
+            .div_ceil(self.chunk.max(1))
+            .next_multiple_of(threads)
+            .min(batch);
+        let chunk = batch.div_ceil(chunks.max(1)).max(1);
         let chunks = batch.div_ceil(chunk);
         // NOTE: the chunks of the batch go to the threads whole, each thread running every
         // chunked step on its chunk in its own buffers, so a map stays in the cache of the
-        // core that wrote it and the steps pay no fork and join each; the kernels' own
-        // splitting then only fills idle threads.
+        // core that wrote it and the steps pay no fork and join each.
         let lanes = if self.prefix > 0 {
-            rayon::current_num_threads().min(chunks).max(1)
+            threads.min(chunks).max(1)
         } else {
             0
         };
@@ -190,21 +196,16 @@ impl InferencePlan {
         if self.prefix > 0 {
             let (out_len, sample_out) = (self.lens[chunked], self.lens[chunked] * chunk);
             let outputs = &mut tail.buffers[0][..batch * out_len];
-            let run_chunk = |(x, out): (&[f32], &mut [f32])| {
-                let slot = rayon::current_thread_index().unwrap_or(0) % lane_slots.len();
-                let mut lane = lane_slots[slot]
+            let pieces = input
+                .chunks(chunk * sample)
+                .zip(outputs.chunks_mut(sample_out))
+                .collect();
+            for_each_task(pieces, |participant, (x, out): (&[f32], &mut [f32])| {
+                let mut lane = lane_slots[participant % lane_slots.len()]
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 self.run_chunk(&mut lane, x, x.len() / sample, out);
-            };
-            let pieces = input
-                .chunks(chunk * sample)
-                .zip(outputs.chunks_mut(sample_out));
-            if lanes > 1 {
-                pieces.par_bridge().for_each(run_chunk);
-            } else {
-                pieces.for_each(run_chunk);
-            }
+            });
         }
         let Lane {
             buffers,

@@ -103,14 +103,10 @@ proptest! {
     }
 }
 
-/// MnistNet's second convolution at batch 5, in parallel tiles that span images.
-#[test]
-fn implicit_matches_im2col_on_a_parallel_sized_layer() {
-    if !avx512::available() {
-        return;
-    }
-    let g = Conv2dGeometry {
-        batch: 5,
+/// MnistNet's second convolution at batch `batch`.
+fn mnist_conv2(batch: usize) -> Conv2dGeometry {
+    Conv2dGeometry {
+        batch,
         in_channels: 32,
         out_channels: 64,
         in_h: 26,
@@ -121,7 +117,38 @@ fn implicit_matches_im2col_on_a_parallel_sized_layer() {
         stride_w: 1,
         pad_h: 0,
         pad_w: 0,
-    };
+    }
+}
+
+/// MnistNet's second convolution at batch 5, in parallel tiles that span images.
+#[test]
+fn implicit_matches_im2col_on_a_parallel_sized_layer() {
+    if !avx512::available() {
+        return;
+    }
+    let g = mnist_conv2(5);
     check(&g, u32::MAX, 0x5555_5555, true, 3);
     check(&g, 0x3333_3333, u32::MAX, false, 4);
+}
+
+/// MnistNet's second convolution at batches of one and two images, which run split across
+/// the threads by blocks of filters instead of by positions, with active sets that leave
+/// partial blocks and groups of unequal size.
+#[test]
+fn implicit_matches_im2col_when_split_by_filters() {
+    if !avx512::available() {
+        return;
+    }
+    let threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .expect("a thread pool");
+    threads.install(|| {
+        for batch in [1, 2] {
+            let g = mnist_conv2(batch);
+            check(&g, u32::MAX, u32::MAX, true, 5);
+            check(&g, 0x0F0F_00FF, 0x8003_A00F, false, 6);
+            check(&g, 0x3333_3333, 0x00FF_F0F0, true, 7);
+        }
+    });
 }

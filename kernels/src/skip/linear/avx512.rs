@@ -1,0 +1,302 @@
+//! The AVX-512 kernel of [`linear_forward_active`](super::linear_forward_active) for a
+//! batch: register tiles of input rows by active outputs, each accumulating dot products
+//! over the active feature runs while reading the input and weight rows in place.
+//!
+//! NOTE: the features are taken in blocks of [`FEATURE_BLOCK`]: a tile's rows of a block
+//! (16 KiB) stay in L1 while every block of weight rows goes through them, and the weight
+//! rows of a block stay in L2 while every tile of rows uses them. Without blocks every
+//! load of a tile came from L2 (11 lines for 24 multiply-adds), with them 3 do. Between
+//! blocks a tile keeps its sums as vectors in a buffer, and adds their lanes after the last.
+
+use std::ops::Range;
+
+use crate::skip::Epilogue;
+
+/// Input rows per tile: with [`OUTPUTS`] weight rows that is 24 accumulators, of the 32
+/// vector registers, and 11 loads for every 24 multiply-adds.
+const ROWS: usize = 8;
+/// Active outputs (weight rows) per tile.
+const OUTPUTS: usize = 3;
+/// Lanes of one vector.
+const LANES: usize = 16;
+/// Active input features per block.
+const FEATURE_BLOCK: usize = 512;
+
+/// Whether this CPU runs the kernel.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The floats of the buffer in which [`Layer::rows`] keeps the sums of `rows` rows between
+/// blocks of features.
+pub(super) fn partial_len(rows: usize, outputs: usize) -> usize {
+    rows * outputs * LANES
+}
+
+/// A layer as the kernel reads it: the weight of the full layer with its active runs of
+/// features and active outputs, and what follows the product.
+pub(super) struct Layer<'a> {
+    /// `[out_features, in_features]` row-major.
+    pub(super) weight: &'a [f32],
+    pub(super) in_features: usize,
+    pub(super) out_features: usize,
+    /// The active input features, in order.
+    pub(super) runs: &'a [Range<usize>],
+    /// The active outputs, increasing.
+    pub(super) outputs: &'a [usize],
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) epilogue: Epilogue<'a>,
+}
+
+/// Where a tile reads and keeps its sums: the first of its rows and its weight rows, the
+/// runs of the current block, and its vectors of partial sums (`ldp` floats a row apart).
+#[cfg(target_arch = "x86_64")]
+struct At<'a, const O: usize> {
+    x: *const f32,
+    ldx: usize,
+    weight: [*const f32; O],
+    runs: &'a [Range<usize>],
+    partial: *mut f32,
+    ldp: usize,
+}
+
+impl Layer<'_> {
+    /// For every row `n` of `input` (`[rows, in_features]`) and active output `o`:
+    /// `output[n, o] = epilogue_o(bias[o] + sum over active features f of input[n, f] *
+    /// weight[o, f])`; `output` is `[rows, out_features]`, its inactive outputs left as they
+    /// are. `partial` holds [`partial_len`] floats for the rows. Each block of weight rows
+    /// is used by every row of `input` in turn, so a thread's rows should fit in L2.
+    ///
+    /// # Panics
+    /// If the lengths do not match the layer, a run or output lies outside it, or
+    /// [`available`] is false.
+    pub(super) fn rows(&self, input: &[f32], partial: &mut [f32], output: &mut [f32]) {
+        let (ins, outs) = (self.in_features, self.out_features);
+        let op = "linear_forward_active";
+        assert_eq!(self.weight.len(), outs * ins, "{op}: weight length");
+        assert!(
+            self.runs
+                .iter()
+                .all(|run| run.start <= run.end && run.end <= ins),
+            "{op}: features past the input"
+        );
+        assert!(
+            self.outputs.iter().all(|&o| o < outs),
+            "{op}: outputs past the layer"
+        );
+        let rows = output.len() / outs.max(1);
+        assert!(
+            output.len() == rows * outs && input.len() == rows * ins,
+            "{op}: rows of input and output differ"
+        );
+        let width = self.outputs.len();
+        assert!(
+            partial.len() >= partial_len(rows, width),
+            "{op}: partial sums buffer too short"
+        );
+        assert!(available(), "{op}: the CPU lacks AVX-512");
+        let blocks = feature_blocks(self.runs);
+        for (b, runs) in blocks.iter().enumerate() {
+            let ends = (b == 0, b + 1 == blocks.len());
+            let mut row = 0;
+            while row < rows {
+                row += match rows - row {
+                    8.. => self.outputs_of::<8>(runs, ends, input, row, partial, output),
+                    4.. => self.outputs_of::<4>(runs, ends, input, row, partial, output),
+                    2.. => self.outputs_of::<2>(runs, ends, input, row, partial, output),
+                    _ => self.outputs_of::<1>(runs, ends, input, row, partial, output),
+                };
+            }
+        }
+    }
+
+    /// Rows `row..row + R` over the features of `runs` (one block; `ends` tells whether it
+    /// is the first and the last) for every active output; returns `R`.
+    fn outputs_of<const R: usize>(
+        &self,
+        runs: &[Range<usize>],
+        ends: (bool, bool),
+        input: &[f32],
+        row: usize,
+        partial: &mut [f32],
+        output: &mut [f32],
+    ) -> usize {
+        for (i, block) in self.outputs.chunks(OUTPUTS).enumerate() {
+            let at = (runs, ends, input, row, i * OUTPUTS);
+            match block.len() {
+                3 => self.tile::<R, 3>(block, at, partial, output),
+                2 => self.tile::<R, 2>(block, at, partial, output),
+                _ => self.tile::<R, 1>(block, at, partial, output),
+            }
+        }
+        R
+    }
+
+    /// Rows `row..row + R` and the `O` outputs of `block` (the `first_output`-th active
+    /// output on) over one block of features; after the last, the sums go through the bias and
+    /// epilogue into `output`.
+    #[allow(clippy::type_complexity)]
+    fn tile<const R: usize, const O: usize>(
+        &self,
+        block: &[usize],
+        (runs, (first, last), input, row, first_output): (
+            &[Range<usize>],
+            (bool, bool),
+            &[f32],
+            usize,
+            usize,
+        ),
+        partial: &mut [f32],
+        output: &mut [f32],
+    ) {
+        let (ins, outs) = (self.in_features, self.out_features);
+        let ldp = self.outputs.len() * LANES;
+        assert!(R <= ROWS && O <= OUTPUTS && block.len() == O);
+        assert!(
+            (row + R) * ins <= input.len() && (row + R) * ldp <= partial.len(),
+            "tile rows past the input"
+        );
+        #[cfg(target_arch = "x86_64")]
+        let sums = {
+            let at = At {
+                x: input[row * ins..].as_ptr(),
+                ldx: ins,
+                weight: std::array::from_fn(|i| self.weight[block[i] * ins..].as_ptr()),
+                runs,
+                partial: partial[row * ldp + first_output * LANES..].as_mut_ptr(),
+                ldp,
+            };
+            // SAFETY: the CPU has AVX-512F (asserted by `rows`); rows `row..row + R` of
+            // `input` and rows `block` of the weight hold `ins` features each (asserted
+            // here and by `rows`), every run lies within `ins` (asserted by `rows`), and
+            // rows `row..row + R` of `partial` hold `O` vectors from `first_output` (the
+            // outputs of `block` are among the `ldp / LANES` active ones).
+            unsafe { x86::tile::<R, O>(&at, first, last) }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let sums = {
+            // `rows` asserts `available`, which is false off x86-64.
+            let _ = (runs, first, first_output);
+            [[0.0_f32; O]; R]
+        };
+        if !last {
+            return;
+        }
+        for (r, sums) in sums.iter().enumerate() {
+            let out_row = &mut output[(row + r) * outs..][..outs];
+            for (&o, &sum) in block.iter().zip(sums) {
+                let bias = self.bias.map_or(0.0, |b| b[o]);
+                out_row[o] = sum;
+                self.epilogue
+                    .apply_in_place(o, bias, std::slice::from_mut(&mut out_row[o]));
+            }
+        }
+    }
+}
+
+/// `runs` cut into blocks of at most [`FEATURE_BLOCK`] features (one empty block when
+/// there are none).
+fn feature_blocks(runs: &[Range<usize>]) -> Vec<Vec<Range<usize>>> {
+    let mut blocks = vec![Vec::new()];
+    let mut room = FEATURE_BLOCK;
+    for run in runs {
+        let mut start = run.start;
+        while start < run.end {
+            if room == 0 {
+                blocks.push(Vec::new());
+                room = FEATURE_BLOCK;
+            }
+            let end = run.end.min(start + room);
+            blocks.last_mut().expect("a block").push(start..end);
+            room -= end - start;
+            start = end;
+        }
+    }
+    blocks
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{At, LANES};
+    use std::arch::x86_64::{
+        __m512, __mmask16, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
+        _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+
+    /// Adds `x[r * ldx + f] * weight[o][f]` over the features `f` of `at.runs` to the tile's
+    /// sums: starting from zero if `first`, else from its vectors in `partial`; returning
+    /// the sums if `last` (zeros otherwise), else storing the vectors back.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `at.x` must hold `R` rows `ldx` apart and each
+    /// pointer of `at.weight` one row, all reaching past every run's end; `at.partial` must
+    /// hold `R` rows `ldp` apart of `O` vectors.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile<const R: usize, const O: usize>(
+        at: &At<'_, O>,
+        first: bool,
+        last: bool,
+    ) -> [[f32; O]; R] {
+        let slot = |r: usize, o: usize| at.partial.wrapping_add(r * at.ldp + o * LANES);
+        let mut acc = [[_mm512_setzero_ps(); O]; R];
+        if !first {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (o, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: the slot lies within `partial` (caller).
+                    *acc = unsafe { _mm512_loadu_ps(slot(r, o)) };
+                }
+            }
+        }
+        let (x, weight) = (at.x, &at.weight);
+        for run in at.runs {
+            let mut f = run.start;
+            // NOTE: whole vectors take plain loads and only a run's tail a masked one, which
+            // may cost a vector operation besides the load on some CPUs.
+            while f + LANES <= run.end {
+                // SAFETY: the features `f..f + LANES` are in the run (caller).
+                let w: [__m512; O] =
+                    std::array::from_fn(|o| unsafe { _mm512_loadu_ps(weight[o].add(f)) });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above, in row `r`.
+                    let v = unsafe { _mm512_loadu_ps(x.add(r * at.ldx + f)) };
+                    for o in 0..O {
+                        acc[o] = _mm512_fmadd_ps(v, w[o], acc[o]);
+                    }
+                }
+                f += LANES;
+            }
+            if f < run.end {
+                let mask = ((1_u32 << (run.end - f)) - 1) as __mmask16;
+                // SAFETY: the lanes of `mask` are features of the run (caller); the others
+                // are not read.
+                let w: [__m512; O] = std::array::from_fn(|o| unsafe {
+                    _mm512_maskz_loadu_ps(mask, weight[o].add(f))
+                });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above, in row `r`.
+                    let v = unsafe { _mm512_maskz_loadu_ps(mask, x.add(r * at.ldx + f)) };
+                    for o in 0..O {
+                        acc[o] = _mm512_fmadd_ps(v, w[o], acc[o]);
+                    }
+                }
+            }
+        }
+        if last {
+            return acc.map(|acc| acc.map(|v| _mm512_reduce_add_ps(v)));
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (o, &acc) in acc.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps(slot(r, o), acc) };
+            }
+        }
+        [[0.0; O]; R]
+    }
+}
