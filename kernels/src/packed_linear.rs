@@ -28,11 +28,13 @@ mod avx512;
 // NOTE: tuning constants, measured with MnistNet's first linear layer (9216 -> 128) on a
 // 2-core AMD EPYC with AVX-512.
 // - ROW_BATCH: from this many rows per thread the batch is split by rows (each thread
-//   reads the whole weight once); below it by input features (the weight read once in all).
+//   reads the whole weight once); below it by input features (the weight read once in all),
+//   in FEATURE_PARTS_PER_THREAD parts per thread.
 // - PARALLEL_MACS: below this many multiply-accumulates a call runs on the calling thread.
 // - TILE_OUTPUTS, TILE_FEATURES: the tiles the weight is transposed in (4 KiB each);
 //   from PARALLEL_REPACK weights the tiles are transposed in parallel.
 const ROW_BATCH: usize = 8;
+const FEATURE_PARTS_PER_THREAD: usize = 4;
 const PARALLEL_MACS: usize = 1 << 17;
 const PARALLEL_REPACK: usize = 1 << 16;
 const TILE_OUTPUTS: usize = 16;
@@ -275,12 +277,14 @@ impl PackedLinear {
                 with_denormals_flushed(|| layer.rows(x, 0..inner, Some(activation), out))
             });
         } else {
-            // Each thread sums its share of the features into its own partial result; the
-            // partials are then added in a fixed order and activated.
-            let partials = grown(partials, threads * batch * width);
+            // Each part of the features is summed into its own partial result; the partials
+            // are then added in a fixed order and activated. Several parts per thread, so
+            // that a thread that starts late takes fewer of them.
+            let parts = threads * FEATURE_PARTS_PER_THREAD;
+            let partials = grown(partials, parts * batch * width);
             let tasks = partials.chunks_mut(batch * width).enumerate().collect();
             for_each_task(tasks, |_, (part, partial)| {
-                let share = inner * part / threads..inner * (part + 1) / threads;
+                let share = inner * part / parts..inner * (part + 1) / parts;
                 with_denormals_flushed(|| layer.rows(input, share, None, partial));
             });
             let (first, rest) = partials.split_at(batch * width);

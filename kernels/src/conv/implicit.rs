@@ -33,8 +33,11 @@ use avx512::{ROWS, RowActivation};
 // - TILE_POSITIONS: positions per task; large tiles waste fewer masked lanes at segment
 //   edges, and there is no im2col tile to keep in cache any more.
 // - SERIAL_MACS: below this many multiply-accumulates a call runs on the calling thread.
+// - GROUPS_PER_TASK: a batch split by filters is cut into this many times more groups than
+//   tasks wanted, so that a thread that starts late (woken from sleep) takes fewer.
 const TILE_POSITIONS: usize = 2048;
 const SERIAL_MACS: usize = 1 << 20;
+const GROUPS_PER_TASK: usize = 2;
 
 /// The active filters packed for the micro-kernel (see [`pack_filters`]) and the input
 /// offsets of the active im2col rows (see [`input_offsets`]).
@@ -117,7 +120,9 @@ pub(super) fn forward_implicit(
     // gave tiles of two row pairs, mostly partial strips (104 positions as 48 + 48 + 8),
     // and the second thread took only a sixth off the time.
     let groups = if parallel && g.batch < tasks_wanted {
-        tasks_wanted.div_ceil(g.batch).min(blocks)
+        (GROUPS_PER_TASK * tasks_wanted)
+            .div_ceil(g.batch)
+            .min(blocks)
     } else {
         1
     };
