@@ -7,15 +7,18 @@
 //! 20 µs halves from outside the pool took 50 µs at the median, and MnistNet's inference at
 //! batch 1 (three parallel layers, about 250 µs in all) paid it on every layer. Here the
 //! calling thread starts on the tasks at once, while helpers spawned on the pool claim
-//! tasks from the same counter as soon as they wake; the caller then waits, spinning, only
-//! for the tasks the helpers are still running, and no thread is put to sleep mid-call.
+//! tasks from the same counter as soon as they wake; the caller then waits, spinning for a
+//! bounded time, only for the tasks the helpers are still running, so that a call rarely
+//! puts a thread to sleep.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// Spins between checks before the waiting caller starts yielding its core.
+/// Spins between checks before the waiting caller starts yielding its core, and yields
+/// before it goes to sleep until the helpers are done.
 const SPINS_BEFORE_YIELD: u32 = 1 << 12;
+const YIELDS: u32 = 1 << 10;
 
 /// Runs `run(participant, task)` on every task, each exactly once, on the calling thread
 /// and up to `rayon::current_num_threads() - 1` helpers from rayon's pool; returns when all
@@ -66,14 +69,16 @@ pub fn for_each_task<T: Send>(tasks: Vec<T>, run: impl Fn(usize, T) + Sync) {
             scope.spawn(move |_| work(participant));
         }
         work(0);
-        let mut spins = 0;
-        while finished.load(Ordering::Acquire) < count {
-            if spins < SPINS_BEFORE_YIELD {
-                spins += 1;
+        // NOTE: bounded, so that a long task on a busy machine ends in the scope's
+        // blocking wait rather than in a loop that keeps a core.
+        let mut checks = 0;
+        while finished.load(Ordering::Acquire) < count && checks < SPINS_BEFORE_YIELD + YIELDS {
+            if checks < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
             }
+            checks += 1;
         }
     });
 }
