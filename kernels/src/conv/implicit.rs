@@ -253,10 +253,7 @@ impl Layer<'_> {
                 if self.pool {
                     avx512::max_pool_rows(src, self.row_w, self.out_w, dst);
                 } else {
-                    let rows = src.chunks_exact(self.row_w);
-                    for (row, out) in rows.zip(dst.chunks_exact_mut(self.out_w)) {
-                        out.copy_from_slice(&row[..self.out_w]);
-                    }
+                    avx512::copy_rows(src, self.row_w, self.out_w, dst);
                 }
             }
         }
