@@ -9,7 +9,8 @@
 //! - a small batch runs as dot products of the active weight rows with the active runs of
 //!   each input row, reading the weights in place, once;
 //! - a larger batch on a CPU with AVX-512 runs register tiles of input rows by active
-//!   weight rows (in the `avx512` submodule), which also read both operands in place;
+//!   weight rows (in the `avx512` submodule), which read the weights in place too and
+//!   each block of a tile's input rows gathered;
 //! - a larger batch elsewhere gathers the active rows and columns into a [`PackedLinear`]
 //!   (reused from call to call through the scratch) and runs its portable product.
 

@@ -1,9 +1,9 @@
 //! The AVX-512 kernel of [`linear_forward_active`](super::linear_forward_active) for a
 //! batch: register tiles of input rows by active outputs, each accumulating dot products
-//! over the active feature runs while reading the input and weight rows in place.
+//! over the active feature runs while reading the weight rows in place.
 //!
-//! NOTE: the features are taken in blocks of [`FEATURE_BLOCK`]: a tile's rows of a block
-//! (16 KiB) stay in L1 while every block of weight rows goes through them, and the weight
+//! NOTE: the features are taken in blocks of [`FEATURE_BLOCK`]: a tile's rows of a block,
+//! gathered (16 KiB), stay in L1 while every block of weight rows goes through them, and the weight
 //! rows of a block stay in L2 while every tile of rows uses them. Without blocks every
 //! load of a tile came from L2 (11 lines for 24 multiply-adds), with them 3 do. Between
 //! blocks a tile keeps its sums as vectors in a buffer, and adds their lanes after the last.
@@ -55,8 +55,9 @@ pub(super) struct Layer<'a> {
     pub(super) epilogue: Epilogue<'a>,
 }
 
-/// Where a tile reads and keeps its sums: the first of its rows and its weight rows, the
-/// runs of the current block, and its vectors of partial sums (`ldp` floats a row apart).
+/// Where a tile reads and keeps its sums: its rows' gathered features and its weight rows,
+/// the runs of the current block, and its vectors of partial sums (`ldp` floats a row
+/// apart).
 #[cfg(target_arch = "x86_64")]
 struct At<'a, const O: usize> {
     x: *const f32,
@@ -103,33 +104,54 @@ impl Layer<'_> {
         );
         assert!(available(), "{op}: the CPU lacks AVX-512");
         let blocks = feature_blocks(self.runs);
+        let mut gathered = vec![0.0; ROWS * FEATURE_BLOCK];
         for (b, runs) in blocks.iter().enumerate() {
             let ends = (b == 0, b + 1 == blocks.len());
             let mut row = 0;
             while row < rows {
+                let x = (input, row, &mut gathered[..]);
                 row += match rows - row {
-                    8.. => self.outputs_of::<8>(runs, ends, input, row, partial, output),
-                    4.. => self.outputs_of::<4>(runs, ends, input, row, partial, output),
-                    2.. => self.outputs_of::<2>(runs, ends, input, row, partial, output),
-                    _ => self.outputs_of::<1>(runs, ends, input, row, partial, output),
+                    8.. => self.outputs_of::<8>(runs, ends, x, partial, output),
+                    4.. => self.outputs_of::<4>(runs, ends, x, partial, output),
+                    2.. => self.outputs_of::<2>(runs, ends, x, partial, output),
+                    _ => self.outputs_of::<1>(runs, ends, x, partial, output),
                 };
             }
         }
     }
 
-    /// Rows `row..row + R` over the features of `runs` (one block; `ends` tells whether it
-    /// is the first and the last) for every active output; returns `R`.
+    /// Rows `row..row + R` of `input` over the features of `runs` (one block; `ends` tells
+    /// whether it is the first and the last) for every active output; returns `R`.
+    ///
+    /// NOTE: the rows' features of the block are first gathered one after another into
+    /// `gathered`: the rows of a flattened map are often a multiple of 4 KiB apart
+    /// (MnistNet's 9216 features are 36 KiB), so that read in place the same features of
+    /// every row, and of every weight row, fell into the same few sets of the L1 cache and
+    /// evicted each other.
     fn outputs_of<const R: usize>(
         &self,
         runs: &[Range<usize>],
         ends: (bool, bool),
-        input: &[f32],
-        row: usize,
+        (input, row, gathered): (&[f32], usize, &mut [f32]),
         partial: &mut [f32],
         output: &mut [f32],
     ) -> usize {
+        let ins = self.in_features;
+        for (r, dst) in gathered.chunks_exact_mut(FEATURE_BLOCK).take(R).enumerate() {
+            let src = &input[(row + r) * ins..][..ins];
+            let mut at = 0;
+            for run in runs {
+                // A run of one feature (a linear layer after a linear layer) is copied in
+                // line: `copy_from_slice` would call `memcpy` for each.
+                match run.len() {
+                    1 => dst[at] = src[run.start],
+                    len => dst[at..at + len].copy_from_slice(&src[run.clone()]),
+                }
+                at += run.len();
+            }
+        }
         for (i, block) in self.outputs.chunks(OUTPUTS).enumerate() {
-            let at = (runs, ends, input, row, i * OUTPUTS);
+            let at = (runs, ends, &*gathered, row, i * OUTPUTS);
             match block.len() {
                 3 => self.tile::<R, 3>(block, at, partial, output),
                 2 => self.tile::<R, 2>(block, at, partial, output),
@@ -139,14 +161,15 @@ impl Layer<'_> {
         R
     }
 
-    /// Rows `row..row + R` and the `O` outputs of `block` (the `first_output`-th active
-    /// output on) over one block of features; after the last, the sums go through the bias and
-    /// epilogue into `output`.
+    /// Rows `row..row + R` (their features of the block gathered in `gathered`,
+    /// [`FEATURE_BLOCK`] apart) and the `O` outputs of `block` (the `first_output`-th active
+    /// output on) over one block of features; after the last, the sums go through the bias
+    /// and epilogue into `output`.
     #[allow(clippy::type_complexity)]
     fn tile<const R: usize, const O: usize>(
         &self,
         block: &[usize],
-        (runs, (first, last), input, row, first_output): (
+        (runs, (first, last), gathered, row, first_output): (
             &[Range<usize>],
             (bool, bool),
             &[f32],
@@ -159,23 +182,26 @@ impl Layer<'_> {
         let (ins, outs) = (self.in_features, self.out_features);
         let ldp = self.outputs.len() * LANES;
         assert!(R <= ROWS && O <= OUTPUTS && block.len() == O);
+        let features: usize = runs.iter().map(Range::len).sum();
         assert!(
-            (row + R) * ins <= input.len() && (row + R) * ldp <= partial.len(),
+            features <= FEATURE_BLOCK
+                && R * FEATURE_BLOCK <= gathered.len()
+                && (row + R) * ldp <= partial.len(),
             "tile rows past the input"
         );
         #[cfg(target_arch = "x86_64")]
         let sums = {
             let at = At {
-                x: input[row * ins..].as_ptr(),
-                ldx: ins,
+                x: gathered.as_ptr(),
+                ldx: FEATURE_BLOCK,
                 weight: std::array::from_fn(|i| self.weight[block[i] * ins..].as_ptr()),
                 runs,
                 partial: partial[row * ldp + first_output * LANES..].as_mut_ptr(),
                 ldp,
             };
-            // SAFETY: the CPU has AVX-512F (asserted by `rows`); rows `row..row + R` of
-            // `input` and rows `block` of the weight hold `ins` features each (asserted
-            // here and by `rows`), every run lies within `ins` (asserted by `rows`), and
+            // SAFETY: the CPU has AVX-512F (asserted by `rows`); the `R` gathered rows hold
+            // the block's features (asserted here), rows `block` of the weight hold `ins`
+            // features each and every run lies within `ins` (asserted by `rows`), and
             // rows `row..row + R` of `partial` hold `O` vectors from `first_output` (the
             // outputs of `block` are among the `ldp / LANES` active ones).
             unsafe { x86::tile::<R, O>(&at, first, last) }
@@ -230,14 +256,15 @@ mod x86 {
         _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
 
-    /// Adds `x[r * ldx + f] * weight[o][f]` over the features `f` of `at.runs` to the tile's
-    /// sums: starting from zero if `first`, else from its vectors in `partial`; returning
-    /// the sums if `last` (zeros otherwise), else storing the vectors back.
+    /// Adds `x[r, f] * weight[o][f]` over the features `f` of `at.runs` to the tile's sums,
+    /// where row `r` of `at.x` (`ldx` apart) holds the runs' features one after another:
+    /// starting from zero if `first`, else from its vectors in `partial`; returning the sums
+    /// if `last` (zeros otherwise), else storing the vectors back.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `at.x` must hold `R` rows `ldx` apart and each
-    /// pointer of `at.weight` one row, all reaching past every run's end; `at.partial` must
-    /// hold `R` rows `ldp` apart of `O` vectors.
+    /// The CPU must support AVX-512F; `at.x` must hold `R` rows `ldx` apart of the runs'
+    /// total length, and each pointer of `at.weight` one row reaching past every run's end;
+    /// `at.partial` must hold `R` rows `ldp` apart of `O` vectors.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile<const R: usize, const O: usize>(
         at: &At<'_, O>,
@@ -254,8 +281,12 @@ mod x86 {
                 }
             }
         }
-        let (x, weight) = (at.x, &at.weight);
+        let (weight, mut gathered) = (&at.weight, at.x);
         for run in at.runs {
+            // The run's features start at `gathered` in the rows, at `run.start` in the
+            // weight rows.
+            let x = gathered.wrapping_sub(run.start);
+            gathered = gathered.wrapping_add(run.len());
             let mut f = run.start;
             // NOTE: whole vectors take plain loads and only a run's tail a masked one, which
             // may cost a vector operation besides the load on some CPUs.
@@ -265,7 +296,7 @@ mod x86 {
                     std::array::from_fn(|o| unsafe { _mm512_loadu_ps(weight[o].add(f)) });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: as above, in row `r`.
-                    let v = unsafe { _mm512_loadu_ps(x.add(r * at.ldx + f)) };
+                    let v = unsafe { _mm512_loadu_ps(x.wrapping_add(r * at.ldx + f)) };
                     for o in 0..O {
                         acc[o] = _mm512_fmadd_ps(v, w[o], acc[o]);
                     }
@@ -281,7 +312,7 @@ mod x86 {
                 });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: as above, in row `r`.
-                    let v = unsafe { _mm512_maskz_loadu_ps(mask, x.add(r * at.ldx + f)) };
+                    let v = unsafe { _mm512_maskz_loadu_ps(mask, x.wrapping_add(r * at.ldx + f)) };
                     for o in 0..O {
                         acc[o] = _mm512_fmadd_ps(v, w[o], acc[o]);
                     }
