@@ -104,12 +104,12 @@ impl Layer<'_> {
         );
         assert!(available(), "{op}: the CPU lacks AVX-512");
         let blocks = feature_blocks(self.runs);
-        let mut gathered = vec![0.0; ROWS * FEATURE_BLOCK];
+        let mut buffers = vec![0.0; (ROWS + OUTPUTS) * FEATURE_BLOCK];
         for (b, runs) in blocks.iter().enumerate() {
             let ends = (b == 0, b + 1 == blocks.len());
             let mut row = 0;
             while row < rows {
-                let x = (input, row, &mut gathered[..]);
+                let x = (input, row, &mut buffers[..]);
                 row += match rows - row {
                     8.. => self.outputs_of::<8>(runs, ends, x, partial, output),
                     4.. => self.outputs_of::<4>(runs, ends, x, partial, output),
@@ -124,38 +124,43 @@ impl Layer<'_> {
     /// whether it is the first and the last) for every active output; returns `R`.
     ///
     /// NOTE: the rows' features of the block are first gathered one after another into
-    /// `gathered`: the rows of a flattened map are often a multiple of 4 KiB apart
-    /// (MnistNet's 9216 features are 36 KiB), so that read in place the same features of
-    /// every row, and of every weight row, fell into the same few sets of the L1 cache and
-    /// evicted each other.
+    /// the front of `buffers`: the rows of a flattened map are often a multiple of 4 KiB
+    /// apart (MnistNet's 9216 features are 36 KiB), so that read in place the same features
+    /// of every row, and of every weight row, fell into the same few sets of the L1 cache
+    /// and evicted each other. When the runs are shorter than a vector on average (a layer
+    /// after a pruned linear layer: runs of one feature), each tile's weight rows are
+    /// gathered too, into the back of `buffers`, so that the tile reads whole vectors
+    /// instead of one masked lane per run.
     fn outputs_of<const R: usize>(
         &self,
         runs: &[Range<usize>],
         ends: (bool, bool),
-        (input, row, gathered): (&[f32], usize, &mut [f32]),
+        (input, row, buffers): (&[f32], usize, &mut [f32]),
         partial: &mut [f32],
         output: &mut [f32],
     ) -> usize {
         let ins = self.in_features;
+        let (gathered, weights) = buffers.split_at_mut(ROWS * FEATURE_BLOCK);
         for (r, dst) in gathered.chunks_exact_mut(FEATURE_BLOCK).take(R).enumerate() {
-            let src = &input[(row + r) * ins..][..ins];
-            let mut at = 0;
-            for run in runs {
-                // A run of one feature (a linear layer after a linear layer) is copied in
-                // line: `copy_from_slice` would call `memcpy` for each.
-                match run.len() {
-                    1 => dst[at] = src[run.start],
-                    len => dst[at..at + len].copy_from_slice(&src[run.clone()]),
-                }
-                at += run.len();
-            }
+            gather(&input[(row + r) * ins..][..ins], runs, dst);
         }
+        let features: usize = runs.iter().map(Range::len).sum();
+        let whole = 0..features;
+        let short = runs.len() * LANES > features;
         for (i, block) in self.outputs.chunks(OUTPUTS).enumerate() {
+            let (runs, weights) = if short {
+                for (&o, dst) in block.iter().zip(weights.chunks_exact_mut(FEATURE_BLOCK)) {
+                    gather(&self.weight[o * ins..][..ins], runs, dst);
+                }
+                (std::slice::from_ref(&whole), Some(&*weights))
+            } else {
+                (runs, None)
+            };
             let at = (runs, ends, &*gathered, row, i * OUTPUTS);
             match block.len() {
-                3 => self.tile::<R, 3>(block, at, partial, output),
-                2 => self.tile::<R, 2>(block, at, partial, output),
-                _ => self.tile::<R, 1>(block, at, partial, output),
+                3 => self.tile::<R, 3>(block, at, weights, partial, output),
+                2 => self.tile::<R, 2>(block, at, weights, partial, output),
+                _ => self.tile::<R, 1>(block, at, weights, partial, output),
             }
         }
         R
@@ -164,7 +169,9 @@ impl Layer<'_> {
     /// Rows `row..row + R` (their features of the block gathered in `gathered`,
     /// [`FEATURE_BLOCK`] apart) and the `O` outputs of `block` (the `first_output`-th active
     /// output on) over one block of features; after the last, the sums go through the bias
-    /// and epilogue into `output`.
+    /// and epilogue into `output`. The weight rows are read in place at the features of
+    /// `runs`, or, given `weights`, are its rows ([`FEATURE_BLOCK`] apart) gathered as the
+    /// input rows are, `runs` then being the one run of all the block's features.
     #[allow(clippy::type_complexity)]
     fn tile<const R: usize, const O: usize>(
         &self,
@@ -176,6 +183,7 @@ impl Layer<'_> {
             usize,
             usize,
         ),
+        weights: Option<&[f32]>,
         partial: &mut [f32],
         output: &mut [f32],
     ) {
@@ -194,14 +202,19 @@ impl Layer<'_> {
             let at = At {
                 x: gathered.as_ptr(),
                 ldx: FEATURE_BLOCK,
-                weight: std::array::from_fn(|i| self.weight[block[i] * ins..].as_ptr()),
+                weight: std::array::from_fn(|i| match weights {
+                    Some(rows) => rows[i * FEATURE_BLOCK..][..FEATURE_BLOCK].as_ptr(),
+                    None => self.weight[block[i] * ins..].as_ptr(),
+                }),
                 runs,
                 partial: partial[row * ldp + first_output * LANES..].as_mut_ptr(),
                 ldp,
             };
             // SAFETY: the CPU has AVX-512F (asserted by `rows`); the `R` gathered rows hold
-            // the block's features (asserted here), rows `block` of the weight hold `ins`
-            // features each and every run lies within `ins` (asserted by `rows`), and
+            // the block's features (asserted here); rows `block` of the weight hold `ins`
+            // features each and every run lies within `ins` (asserted by `rows`), or the
+            // gathered weight rows hold `FEATURE_BLOCK` (sliced above) and the one run
+            // reaches at most `features <= FEATURE_BLOCK`; and
             // rows `row..row + R` of `partial` hold `O` vectors from `first_output` (the
             // outputs of `block` are among the `ldp / LANES` active ones).
             unsafe { x86::tile::<R, O>(&at, first, last) }
@@ -224,6 +237,20 @@ impl Layer<'_> {
                     .apply_in_place(o, bias, std::slice::from_mut(&mut out_row[o]));
             }
         }
+    }
+}
+
+/// Copies the features of `runs` of `row` one after another to the front of `dst`.
+fn gather(row: &[f32], runs: &[Range<usize>], dst: &mut [f32]) {
+    let mut at = 0;
+    for run in runs {
+        // A run of one feature (a linear layer after a linear layer) is copied in line:
+        // `copy_from_slice` would call `memcpy` for each.
+        match run.len() {
+            1 => dst[at] = row[run.start],
+            len => dst[at..at + len].copy_from_slice(&row[run.clone()]),
+        }
+        at += run.len();
     }
 }
 
