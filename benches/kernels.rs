@@ -1,6 +1,7 @@
-//! Throughput of the compute-bound kernels: GEMM and MnistNet's second convolution (their
-//! "elements" are floating-point operations, so criterion's `Gelem/s` reads GFLOP/s), plus
-//! the activation kernels registered from `kernels/activation.rs`.
+//! Throughput of the compute-bound kernels: GEMM, MnistNet's second convolution and its
+//! first linear layer (their "elements" are floating-point operations, so criterion's
+//! `Gelem/s` reads GFLOP/s), plus the activation kernels. The linear and activation groups
+//! are registered from `kernels/`.
 //!
 //! Run with `RAYON_NUM_THREADS=2 cargo bench --bench kernels`, or select groups with one
 //! regular expression: `cargo bench --bench kernels -- 'sgemm|conv2d'`. The instruction-set
@@ -9,6 +10,8 @@
 // NOTE: a crate root looks for modules beside itself; the family's files live in kernels/.
 #[path = "kernels/activation.rs"]
 mod activation;
+#[path = "kernels/linear.rs"]
+mod linear;
 
 use std::hint::black_box;
 
@@ -114,7 +117,13 @@ fn conv2d(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sgemm, conv2d, activation::rotated_relu);
+criterion_group!(
+    benches,
+    sgemm,
+    conv2d,
+    linear::linear,
+    activation::rotated_relu
+);
 
 fn main() {
     println!("SIMD paths: {}", rotor::kernels::simd::describe());
