@@ -1,7 +1,9 @@
-//! MnistNet's first linear layer (9216 -> 128, rotated-ReLU epilogue) at batch 64, through
-//! the two inference kernels, on the full layer and on half of it.
+//! MnistNet's linear layers at batch 64 through the two inference kernels: the first
+//! (9216 -> 128, rotated-ReLU epilogue) on the full layer and on half of it, the second
+//! (128 -> 10) reading a quarter of its inputs.
 
 use criterion::{Criterion, Throughput};
+use rotor_kernels::aligned::AlignedFloats;
 use rotor_kernels::packed_linear::PackedLinear;
 use rotor_kernels::skip::linear::{LinearGeometry, linear_forward_active};
 use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
@@ -17,7 +19,8 @@ const GEOMETRY: LinearGeometry = LinearGeometry {
     group: 144,
 };
 
-/// Three ways to run the layer (throughput in FLOPs, so `Gelem/s` reads GFLOP/s):
+/// Three ways to run the first layer (throughput in FLOPs, so `Gelem/s` reads GFLOP/s),
+/// then the second layer:
 ///
 /// - `packed/dense`: the whole layer, as a dense plan runs it;
 /// - `packed/keep50`: every other input channel and output packed, as a compacted plan
@@ -27,7 +30,8 @@ const GEOMETRY: LinearGeometry = LinearGeometry {
 pub fn linear(c: &mut Criterion) {
     let g = GEOMETRY;
     let input = filled(g.batch * g.in_features, 7);
-    let weight = filled(g.out_features * g.in_features, 8);
+    // On a cache line, as an inference plan keeps a skipping layer's weight.
+    let weight = AlignedFloats::from_slice(&filled(g.out_features * g.in_features, 8));
     let bias = filled(g.out_features, 9);
     let slope = filled(g.out_features, 10);
     let epilogue = Epilogue::RotatedRelu(&slope);
@@ -63,6 +67,48 @@ pub fn linear(c: &mut Criterion) {
                 black_box(&weight),
                 Some(&bias),
                 epilogue,
+                &mut scratch,
+                &mut output,
+            )
+        })
+    });
+    group.finish();
+    second_layer(c);
+}
+
+/// MnistNet's second linear layer with every fourth input kept, as the skipping plan at
+/// 25% runs it: its active inputs are 32 runs of one feature.
+fn second_layer(c: &mut Criterion) {
+    let g = LinearGeometry {
+        batch: 64,
+        in_features: 128,
+        out_features: 10,
+        group: 1,
+    };
+    let input = filled(g.batch * g.in_features, 11);
+    let weight = filled(g.out_features * g.in_features, 12);
+    let bias = filled(g.out_features, 13);
+    let inputs: Vec<usize> = (0..g.in_features).step_by(4).collect();
+    let outputs: Vec<usize> = (0..g.out_features).collect();
+    let active = ActiveChannels {
+        inputs: &inputs,
+        outputs: &outputs,
+    };
+    let mut scratch = SkipScratch::new();
+    let mut output = vec![0.0; g.batch * g.out_features];
+    let mut group = c.benchmark_group("linear/128x10_batch64");
+    group.throughput(Throughput::Elements(
+        2 * (g.batch * inputs.len() * outputs.len()) as u64,
+    ));
+    group.bench_function("skipping/keep25", |bench| {
+        bench.iter(|| {
+            linear_forward_active(
+                &g,
+                active,
+                black_box(&input),
+                black_box(&weight),
+                Some(&bias),
+                Epilogue::Identity,
                 &mut scratch,
                 &mut output,
             )

@@ -14,6 +14,7 @@
 //! is compiled; [`simd::describe`] tells which paths a binary runs.
 
 pub mod activation;
+pub mod aligned;
 pub mod conv;
 pub mod denormal;
 pub mod elementwise;

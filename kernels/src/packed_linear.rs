@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::aligned::AlignedFloats;
 use crate::conv::SkipScratch;
 use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
@@ -53,7 +54,7 @@ pub struct PackedLinear {
     outputs: Vec<usize>,
     /// `W^T` restricted to the active features and outputs, `[runs' total length,
     /// outputs.len()]` row-major.
-    weight_t: Vec<f32>,
+    weight_t: AlignedFloats,
 }
 
 impl std::fmt::Debug for PackedLinear {
@@ -103,7 +104,7 @@ impl PackedLinear {
             out_features: 0,
             runs: Vec::new(),
             outputs: Vec::new(),
-            weight_t: Vec::new(),
+            weight_t: AlignedFloats::default(),
         };
         packed.repack(g, active, weight);
         packed
@@ -131,8 +132,7 @@ impl PackedLinear {
         self.outputs.extend_from_slice(active.outputs);
         let width = active.outputs.len();
         let inner: usize = self.runs.iter().map(Range::len).sum();
-        self.weight_t.clear();
-        self.weight_t.resize(inner * width, 0.0);
+        self.weight_t = AlignedFloats::zeroed(inner * width);
         // NOTE: transposed in tiles of TILE_FEATURES features x TILE_OUTPUTS outputs, whose
         // rows and columns both stay in L1 (column by column, the reads of one feature from
         // every active row missed the cache each time), and in parallel when large: a

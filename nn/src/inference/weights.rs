@@ -2,6 +2,7 @@
 //! inference kernels when every channel is computed, or in full with index lists for the
 //! channel-skipping kernels when some are skipped.
 
+use rotor_kernels::aligned::AlignedFloats;
 use rotor_kernels::conv::{
     Conv2dGeometry, PackedConv2d, SkipScratch, conv2d_forward_active,
     conv2d_forward_active_max_pool2,
@@ -128,10 +129,11 @@ impl ConvWeights {
 pub(super) enum LinearWeights {
     /// Every feature computed: the weight packed once.
     Packed(PackedLinear),
-    /// Some channels skipped: the full weight, read through the index lists on every call.
+    /// Some channels skipped: the full weight (on a cache line, as the kernel reads it a
+    /// vector at a time), read through the index lists on every call.
     Skipping {
         geometry: LinearGeometry,
-        weight: Vec<f32>,
+        weight: AlignedFloats,
         channels: Channels,
     },
 }
@@ -148,7 +150,7 @@ impl LinearWeights {
         } else {
             LinearWeights::Skipping {
                 geometry,
-                weight,
+                weight: AlignedFloats::from_slice(&weight),
                 channels,
             }
         }

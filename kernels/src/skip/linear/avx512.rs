@@ -9,18 +9,20 @@
 //! Between blocks a tile keeps its sums as vectors in a buffer, and adds their lanes after
 //! the last.
 //!
-//! NOTE: the weight rows' streams break at every run of active features, and the tiles wait
-//! on them: for MnistNet's first layer at batch 64 with every other 144-feature channel
-//! kept, the tiles take about 196 µs reading them in place against 123 µs reading them
-//! gathered. Gathering costs more than it saves, though (the copy waits on memory as the
-//! tiles did): each block's weight rows gathered before the tiles (300 to 360 µs in all
-//! against 250 to 280 µs in place), the vectors a thread's first tile of rows read stored
-//! for its later ones, software prefetches of the next block, one loop over a block's
-//! vectors instead of one per run, and tiles of 12 rows by 2 outputs or 6 by 4 were all
-//! measured no faster (`cargo bench --bench kernels -- linear`).
+//! NOTE: the weight rows are read in place, and their streams break at every run of
+//! active features. Measured before the weights were put on a cache line, for MnistNet's
+//! first layer at batch 64 with every other 144-feature channel kept: the tiles took
+//! about 196 µs reading the weight rows in place against 123 µs reading them gathered, but
+//! gathering cost more than it saved (the copy waits on memory as the tiles did). Each
+//! block's weight rows gathered before the tiles (300 to 360 µs in all against 250 to 280
+//! µs in place), the vectors a thread's first tile of rows read stored for its later ones,
+//! software prefetches of the next block, one loop over a block's vectors instead of one
+//! per run, and tiles of 12 rows by 2 outputs, 6 by 4 or 16 by 1 were all no faster
+//! (`cargo bench --bench kernels -- linear`).
 
 use std::ops::Range;
 
+use crate::aligned::AlignedFloats;
 use crate::skip::Epilogue;
 
 /// Input rows per tile: with [`OUTPUTS`] weight rows that is 24 accumulators, of the 32
@@ -32,6 +34,9 @@ const OUTPUTS: usize = 3;
 const LANES: usize = 16;
 /// Active input features per block.
 const FEATURE_BLOCK: usize = 512;
+/// The most active outputs whose gathered weight rows of a block (runs shorter than a
+/// vector) are kept for every tile of rows: 256 KiB of them.
+const GATHERED_OUTPUTS: usize = 128;
 
 /// Whether this CPU runs the kernel.
 pub(super) fn available() -> bool {
@@ -115,12 +120,27 @@ impl Layer<'_> {
         );
         assert!(available(), "{op}: the CPU lacks AVX-512");
         let blocks = feature_blocks(self.runs);
-        let mut buffers = vec![0.0; (ROWS + OUTPUTS) * FEATURE_BLOCK];
+        let mut gathered = AlignedFloats::zeroed(ROWS * FEATURE_BLOCK);
+        let mut weights = AlignedFloats::zeroed(OUTPUTS * FEATURE_BLOCK);
         for (b, runs) in blocks.iter().enumerate() {
             let ends = (b == 0, b + 1 == blocks.len());
+            // NOTE: when the weight rows are gathered (see `outputs_of`) and all fit, they
+            // are gathered once for every tile of rows: gathered again for each, they took
+            // most of a small layer's time (the second linear layer of MnistNet, 64 x 10).
+            let once = gathers_weights(runs) && width <= GATHERED_OUTPUTS;
+            if once {
+                weights.grow(width * FEATURE_BLOCK);
+                for (&o, dst) in self
+                    .outputs
+                    .iter()
+                    .zip(weights.chunks_exact_mut(FEATURE_BLOCK))
+                {
+                    gather(&self.weight[o * ins..][..ins], runs, dst);
+                }
+            }
             let mut row = 0;
             while row < rows {
-                let x = (input, row, &mut buffers[..]);
+                let x = (input, row, &mut gathered[..], &mut weights[..], once);
                 row += match rows - row {
                     8.. => self.outputs_of::<8>(runs, ends, x, partial, output),
                     4.. => self.outputs_of::<4>(runs, ends, x, partial, output),
@@ -135,35 +155,46 @@ impl Layer<'_> {
     /// whether it is the first and the last) for every active output; returns `R`.
     ///
     /// NOTE: the rows' features of the block are first gathered one after another into
-    /// the front of `buffers`: the rows of a flattened map are often a multiple of 4 KiB
-    /// apart (MnistNet's 9216 features are 36 KiB), so that read in place the same features
-    /// of every row, and of every weight row, fell into the same few sets of the L1 cache
-    /// and evicted each other. When the runs are shorter than a vector on average (a layer
+    /// `gathered`: the rows of a flattened map are often a multiple of 4 KiB apart
+    /// (MnistNet's 9216 features are 36 KiB), so that read in place the same features of
+    /// every row, and of every weight row, fell into the same few sets of the L1 cache and
+    /// evicted each other. When the runs are shorter than a vector on average (a layer
     /// after a pruned linear layer: runs of one feature), each tile's weight rows are
-    /// gathered too, into the back of `buffers`, so that the tile reads whole vectors
-    /// instead of one masked lane per run.
+    /// gathered too, into `weights` (unless `gathered_once`: then `weights` holds every
+    /// active output's row already), so that the tile reads whole vectors instead of one
+    /// masked lane per run.
+    #[allow(clippy::type_complexity)]
     fn outputs_of<const R: usize>(
         &self,
         runs: &[Range<usize>],
         ends: (bool, bool),
-        (input, row, buffers): (&[f32], usize, &mut [f32]),
+        (input, row, gathered, weights, gathered_once): (
+            &[f32],
+            usize,
+            &mut [f32],
+            &mut [f32],
+            bool,
+        ),
         partial: &mut [f32],
         output: &mut [f32],
     ) -> usize {
         let ins = self.in_features;
-        let (gathered, weights) = buffers.split_at_mut(ROWS * FEATURE_BLOCK);
         for (r, dst) in gathered.chunks_exact_mut(FEATURE_BLOCK).take(R).enumerate() {
             gather(&input[(row + r) * ins..][..ins], runs, dst);
         }
-        let features: usize = runs.iter().map(Range::len).sum();
-        let whole = 0..features;
-        let short = runs.len() * LANES > features;
+        let whole = 0..runs.iter().map(Range::len).sum();
+        let short = gathers_weights(runs);
         for (i, block) in self.outputs.chunks(OUTPUTS).enumerate() {
             let (runs, weights) = if short {
-                for (&o, dst) in block.iter().zip(weights.chunks_exact_mut(FEATURE_BLOCK)) {
-                    gather(&self.weight[o * ins..][..ins], runs, dst);
-                }
-                (std::slice::from_ref(&whole), Some(&*weights))
+                let weight_rows = if gathered_once {
+                    &mut weights[i * OUTPUTS * FEATURE_BLOCK..]
+                } else {
+                    for (&o, dst) in block.iter().zip(weights.chunks_exact_mut(FEATURE_BLOCK)) {
+                        gather(&self.weight[o * ins..][..ins], runs, dst);
+                    }
+                    &mut weights[..]
+                };
+                (std::slice::from_ref(&whole), Some(&*weight_rows))
             } else {
                 (runs, None)
             };
@@ -249,6 +280,12 @@ impl Layer<'_> {
             }
         }
     }
+}
+
+/// Whether the tiles read a block of `runs` from gathered weight rows: when its runs are
+/// shorter than a vector on average.
+fn gathers_weights(runs: &[Range<usize>]) -> bool {
+    runs.len() * LANES > runs.iter().map(Range::len).sum()
 }
 
 /// Copies the features of `runs` of `row` one after another to the front of `dst`.
@@ -358,7 +395,8 @@ mod x86 {
             }
         }
         if last {
-            return acc.map(|acc| acc.map(|v| _mm512_reduce_add_ps(v)));
+            // SAFETY: the CPU supports AVX-512F (caller).
+            return unsafe { lane_sums(acc) };
         }
         for (r, acc) in acc.iter().enumerate() {
             for (o, &acc) in acc.iter().enumerate() {
@@ -367,5 +405,26 @@ mod x86 {
             }
         }
         [[0.0; O]; R]
+    }
+
+    /// The sums of the lanes of each vector of a tile.
+    ///
+    /// NOTE: out of line: written into [`tile`] the reductions made the first linear layer
+    /// of MnistNet 50% slower, and the closures of `map`, which are not inlined into a
+    /// function with another target feature, cost a call per vector (a small layer's
+    /// tiles are mostly these sums).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    unsafe fn lane_sums<const R: usize, const O: usize>(acc: [[__m512; O]; R]) -> [[f32; O]; R] {
+        let mut sums = [[0.0; O]; R];
+        for (sums, acc) in sums.iter_mut().zip(acc) {
+            for (sum, acc) in sums.iter_mut().zip(acc) {
+                *sum = _mm512_reduce_add_ps(acc);
+            }
+        }
+        sums
     }
 }
