@@ -26,8 +26,8 @@ use rotor::nn::{Activation, Layer, MnistNet};
 const SAMPLE: [usize; 3] = [1, 28, 28];
 const FULL_WIDTHS: [usize; 3] = [32, 64, 128];
 const FRACTIONS: [f64; 4] = [1.0, 0.75, 0.5, 0.25];
-/// Rounds of [`alternating_speedups`] (after one discarded, which warms up), and the time each plan
-/// runs in a round.
+/// Rounds of [`alternating_speedups`] (after one discarded, which warms up), and the time
+/// each plan runs in a round.
 const ROUNDS: usize = 21;
 const ROUND_TIME: Duration = Duration::from_millis(100);
 
