@@ -10,7 +10,6 @@
 //! input planes directly. `conv/plan.rs` says how the work is cut.
 
 mod backward;
-mod direct;
 mod forward;
 mod im2col;
 mod implicit;
@@ -131,6 +130,12 @@ impl Conv2dGeometry {
             self.pad_h,
             self.pad_w,
         ) == (1, 1, 1, 1, 0, 0)
+    }
+
+    /// A unit-stride, unpadded convolution: row `(c, i, j)` of its im2col matrix, computed
+    /// `in_w` wide, is input plane `c` shifted by `i * in_w + j`.
+    fn is_shifted_plane(&self) -> bool {
+        (self.stride_h, self.stride_w, self.pad_h, self.pad_w) == (1, 1, 0, 0)
     }
 
     /// Panics unless the geometry is valid (see the type's documentation).
@@ -300,9 +305,16 @@ pub fn conv2d_forward_active(
     let op = "conv2d_forward_active";
     check_forward_active(op, g, active, input, weight, bias, epilogue);
     check_output(op, g, false, output);
-    skip::forward_active(
-        g, active, input, weight, bias, epilogue, false, scratch, output,
-    );
+    let call = skip::ActiveForward {
+        g,
+        active,
+        input,
+        weight,
+        bias,
+        epilogue,
+        pool: false,
+    };
+    skip::forward_active(&call, scratch, output);
 }
 
 /// [`conv2d_forward_active`] followed by a 2x2, stride-2 max pooling (floor mode, as
@@ -327,9 +339,16 @@ pub fn conv2d_forward_active_max_pool2(
     let op = "conv2d_forward_active_max_pool2";
     check_forward_active(op, g, active, input, weight, bias, epilogue);
     check_output(op, g, true, output);
-    skip::forward_active(
-        g, active, input, weight, bias, epilogue, true, scratch, output,
-    );
+    let call = skip::ActiveForward {
+        g,
+        active,
+        input,
+        weight,
+        bias,
+        epilogue,
+        pool: true,
+    };
+    skip::forward_active(&call, scratch, output);
 }
 
 /// The output length of a channel-skipping forward, pooled 2x2 with `pool` (whose output

@@ -1,5 +1,6 @@
 //! The channel-skipping forward of unit-stride, unpadded convolutions as an implicit matrix
-//! product, on CPUs with AVX-512.
+//! product, on every instruction set (the micro-kernel and its per-set tile shapes are in
+//! `implicit/kernel.rs`).
 //!
 //! NOTE: computed `in_w` wide (junk columns `x >= out_w` dropped by the epilogue), row
 //! `k = (c, i, j)` of the im2col matrix at output position `p = y * in_w + x` is input
@@ -11,22 +12,23 @@
 //! once per call.
 //!
 //! Tiles of the batch's positions are cut as in `skip.rs` (whole rows, or pairs of rows when
-//! pooling); within a tile each block of [`ROWS`] active filters is computed for one image
+//! pooling); within a tile each block of active filters is computed for one image
 //! segment, bias and activation applied in registers, into a small product buffer that
 //! stays in L1, from which its rows are copied (or max-pooled) into the output at once.
+
+use std::ops::Range;
 
 use super::Conv2dGeometry;
 use super::im2col::{Scratch, ScratchPerThread, grown};
 use super::plan::TASKS_PER_THREAD;
-use std::ops::Range;
-
-use super::skip::{Segment, active_sizes, cut_into_tiles, run_tiles};
+use super::skip::{ActiveForward, Segment, active_sizes, cut_into_tiles, run_tiles};
 use crate::gemm::MatrixViewMut;
 use crate::skip::{ActiveChannels, Epilogue};
 
-mod avx512;
+mod kernel;
 
-use avx512::{ROWS, RowActivation};
+pub(super) use kernel::MicroKernel;
+use kernel::{Blocks, RowActivation};
 
 // NOTE: tuning constants, measured on a 2-core AMD EPYC with AVX-512 on MnistNet's second
 // convolution.
@@ -42,33 +44,33 @@ const TILE_POSITIONS: usize = 2048;
 const SERIAL_MACS: usize = 1 << 17;
 const GROUPS_PER_TASK: usize = 2;
 
-/// The active filters packed for the micro-kernel (see [`pack_filters`]) and the input
+/// The active filters packed for a micro-kernel (see [`pack_filters`]) and the input
 /// offsets of the active im2col rows (see [`input_offsets`]).
 #[derive(Clone, Copy)]
 pub(super) struct Filters<'a> {
+    pub(super) kernel: MicroKernel,
     pub(super) packed: &'a [f32],
     pub(super) offsets: &'a [usize],
 }
 
-/// Whether [`forward_implicit`] handles this geometry on this CPU.
-pub(super) fn applies(g: &Conv2dGeometry) -> bool {
-    g.pad_h == 0 && g.pad_w == 0 && g.stride_h == 1 && g.stride_w == 1 && avx512::available()
-}
-
-/// See [`super::conv2d_forward_active`]; lengths, lists and geometry are already checked
-/// and [`applies`] holds. With `pool`, `output` holds the 2x2 max-pooled maps.
-#[allow(clippy::too_many_arguments)]
+/// See [`super::conv2d_forward_active`]; lengths, lists and geometry are already checked,
+/// and the geometry is unit-stride and unpadded (see `Conv2dGeometry::is_shifted_plane`).
+/// With `call.pool`, `output` holds the 2x2 max-pooled maps.
 pub(super) fn forward_implicit(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    input: &[f32],
+    call: &ActiveForward<'_>,
     filters: Filters<'_>,
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-    pool: bool,
     threads: &ScratchPerThread,
     output: &mut [f32],
 ) {
+    let &ActiveForward {
+        g,
+        active,
+        input,
+        bias,
+        epilogue,
+        pool,
+        ..
+    } = call;
     let (_, outputs, inner) = active_sizes(g, active);
     let (out_h, out_w, row_w) = (g.out_h(), g.out_w(), g.in_w);
     let positions = out_h * row_w;
@@ -76,9 +78,14 @@ pub(super) fn forward_implicit(
     if output.is_empty() || outputs == 0 {
         return;
     }
-    let Filters { packed, offsets } = filters;
+    let Filters {
+        kernel,
+        packed,
+        offsets,
+    } = filters;
+    let rows = kernel.rows();
     assert!(
-        packed.len() == outputs.div_ceil(ROWS) * inner * ROWS && offsets.len() == inner,
+        packed.len() == outputs.div_ceil(rows) * inner * rows && offsets.len() == inner,
         "implicit conv: filters packed for another layer"
     );
 
@@ -112,12 +119,11 @@ pub(super) fn forward_implicit(
         bias,
         epilogue,
         active,
-        inner,
         pool,
         row_w,
         out_w,
     };
-    let blocks = outputs.div_ceil(ROWS);
+    let blocks = outputs.div_ceil(rows);
     // NOTE: a batch of fewer images than tasks wanted is split by blocks of filters, each
     // task computing whole images: cut by positions, one image of MnistNet's second layer
     // gave tiles of two row pairs, mostly partial strips (104 positions as 48 + 48 + 8),
@@ -141,7 +147,7 @@ pub(super) fn forward_implicit(
                 // The group's maps: up to the next group's first filter.
                 let next = active
                     .outputs
-                    .get(end * ROWS)
+                    .get(end * rows)
                     .copied()
                     .unwrap_or(g.out_channels);
                 let (maps, others) = rest.split_at_row(next - first_channel);
@@ -161,8 +167,16 @@ pub(super) fn forward_implicit(
                 view: &mut task.maps,
                 first_channel: task.first_channel,
             };
-            let blocks = task.blocks.clone();
-            layer.compute(image, 0..computed, positions, blocks, maps, scratch);
+            let (_, _, product) = scratch.parts(0, rows * positions);
+            kernel.run(Blocks {
+                layer: &layer,
+                image,
+                columns: 0..computed,
+                width: positions,
+                blocks: task.blocks.clone(),
+                maps,
+                product,
+            });
         };
         run_tiles(tasks, parallel, threads, run);
         return;
@@ -179,7 +193,16 @@ pub(super) fn forward_implicit(
                 first_channel: 0,
             };
             let width = s.positions.len();
-            layer.compute(image, columns, width, 0..blocks, maps, scratch);
+            let (_, _, product) = scratch.parts(0, rows * width);
+            kernel.run(Blocks {
+                layer: &layer,
+                image,
+                columns,
+                width,
+                blocks: 0..blocks,
+                maps,
+                product,
+            });
         }
     };
     run_tiles(tasks, parallel, threads, run);
@@ -208,18 +231,18 @@ struct Layer<'a> {
     bias: Option<&'a [f32]>,
     epilogue: Epilogue<'a>,
     active: ActiveChannels<'a>,
-    inner: usize,
     pool: bool,
     row_w: usize,
     out_w: usize,
 }
 
 impl Layer<'_> {
-    /// The bias and epilogue of the filters `outputs` (one block) as row activations.
-    fn activation(&self, outputs: &[usize]) -> RowActivation {
+    /// The bias and epilogue of the filters `outputs` (one block of at most `R`) as row
+    /// activations; rows past the block get bias 0 and scale 1.
+    fn activation<const R: usize>(&self, outputs: &[usize]) -> RowActivation<R> {
         let mut activation = RowActivation {
-            bias: [0.0; ROWS],
-            scale: [1.0; ROWS],
+            bias: [0.0; R],
+            scale: [1.0; R],
             relu: !matches!(self.epilogue, Epilogue::Identity),
         };
         for (r, &o) in outputs.iter().enumerate() {
@@ -230,59 +253,29 @@ impl Layer<'_> {
         }
         activation
     }
-
-    /// Computes the positions `columns` of `image`, the start of a tile of `width`
-    /// positions stored in `maps`, for the filters of blocks `blocks`, block by block, each
-    /// followed by its epilogue.
-    fn compute(
-        &self,
-        image: &[f32],
-        columns: Range<usize>,
-        width: usize,
-        blocks: Range<usize>,
-        maps: Maps<'_, '_>,
-        scratch: &mut Scratch,
-    ) {
-        let (_, _, product) = scratch.parts(0, ROWS * width);
-        let all = self.active.outputs.chunks(ROWS).enumerate();
-        for (block, outputs) in all.skip(blocks.start).take(blocks.len()) {
-            let panel = &self.packed[block * self.inner * ROWS..][..self.inner * ROWS];
-            let activation = self.activation(outputs);
-            #[rustfmt::skip]
-            avx512::block(panel, image, self.offsets, columns.clone(), &activation, product, width);
-            for (row, &o) in outputs.iter().enumerate() {
-                let src = &product[row * width..][..width];
-                let dst = maps.view.row_mut(o - maps.first_channel);
-                if self.pool {
-                    avx512::max_pool_rows(src, self.row_w, self.out_w, dst);
-                } else {
-                    avx512::copy_rows(src, self.row_w, self.out_w, dst);
-                }
-            }
-        }
-    }
 }
 
-/// The active filters in the micro-kernel's order: for each block of [`ROWS`] active
-/// outputs, for each row `k` of the active im2col matrix, the block's `ROWS` weights (zero
-/// past the last output).
+/// The active filters in `kernel`'s order: for each block of `kernel.rows()` active
+/// outputs, for each row `k` of the active im2col matrix, the block's weights (zero past
+/// the last output).
 pub(super) fn pack_filters<'a>(
     g: &Conv2dGeometry,
     active: ActiveChannels<'_>,
     weight: &[f32],
+    kernel: MicroKernel,
     buffer: &'a mut Vec<f32>,
 ) -> &'a [f32] {
     let (taps, outputs, inner) = active_sizes(g, active);
-    let rows = g.col_rows();
-    let packed = grown(buffer, outputs.div_ceil(ROWS) * inner * ROWS);
+    let (rows, filter_len) = (kernel.rows(), g.col_rows());
+    let packed = grown(buffer, outputs.div_ceil(rows) * inner * rows);
     // NOTE: with no active input the panels are empty and the products zero.
-    for (block, panel) in packed.chunks_exact_mut((inner * ROWS).max(1)).enumerate() {
-        let filters = &active.outputs[block * ROWS..][..ROWS.min(outputs - block * ROWS)];
-        for (k, column) in panel.chunks_exact_mut(ROWS).enumerate() {
+    for (block, panel) in packed.chunks_exact_mut((inner * rows).max(1)).enumerate() {
+        let filters = &active.outputs[block * rows..][..rows.min(outputs - block * rows)];
+        for (k, column) in panel.chunks_exact_mut(rows).enumerate() {
             let (c, t) = (active.inputs[k / taps], k % taps);
             column.fill(0.0);
             for (d, &o) in column.iter_mut().zip(filters) {
-                *d = weight[o * rows + c * taps + t];
+                *d = weight[o * filter_len + c * taps + t];
             }
         }
     }

@@ -1,12 +1,15 @@
 //! A convolution prepared once for repeated channel-skipping inference.
 
-use super::im2col::ScratchPerThread;
-use super::{Conv2dGeometry, SkipScratch, check_forward_active, check_output, implicit};
+use super::implicit::{self, MicroKernel};
+use super::skip::{ActiveForward, forward_active};
+use super::{Conv2dGeometry, SkipScratch, check_forward_active, check_output};
+use crate::simd::{self, Isa};
 use crate::skip::{ActiveChannels, Epilogue};
 
-/// A convolution's weight with its lists of active channels, and, where this CPU runs the
-/// implicit kernel, its active filters already packed for it, so that no call packs them
-/// again (at batch 1 packing MnistNet's second layer cost a tenth of the call).
+/// A convolution's weight with its lists of active channels, and, where the implicit
+/// kernel applies (unit strides, no padding), its active filters already packed for the
+/// micro-kernel of the instruction set in use, so that no call packs them again (at batch 1
+/// packing MnistNet's second layer cost a tenth of the call).
 ///
 /// [`forward`](Self::forward) computes what [`conv2d_forward_active`](super::conv2d_forward_active)
 /// (or, pooling, [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2))
@@ -17,8 +20,8 @@ pub struct PackedConv2d {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     weight: Vec<f32>,
-    /// The packed filters and input offsets of the implicit kernel, if it applies.
-    implicit: Option<(Vec<f32>, Vec<usize>)>,
+    /// The micro-kernel, its packed filters and the input offsets, if it applies.
+    implicit: Option<(MicroKernel, Vec<f32>, Vec<usize>)>,
 }
 
 impl std::fmt::Debug for PackedConv2d {
@@ -33,12 +36,31 @@ impl std::fmt::Debug for PackedConv2d {
 
 impl PackedConv2d {
     /// Prepares the convolution `g` (its `batch` ignored) with `weight` (`[out_channels,
-    /// in_channels, kernel_h, kernel_w]`) computing the `active` channels.
+    /// in_channels, kernel_h, kernel_w]`) computing the `active` channels, for the
+    /// instruction set in use ([`simd::active`]).
     ///
     /// # Panics
     /// If the geometry is invalid, the weight's length differs from `g.weight_len()`, or an
     /// active list is not strictly increasing within its channel count.
     pub fn new(g: &Conv2dGeometry, active: ActiveChannels<'_>, weight: &[f32]) -> Self {
+        Self::for_isa(g, active, weight, simd::active())
+    }
+
+    /// As [`new`](Self::new), for the instruction set `isa` (to compare sets in one
+    /// process).
+    ///
+    /// # Panics
+    /// As [`new`](Self::new), or if the CPU lacks `isa`.
+    pub fn for_isa(
+        g: &Conv2dGeometry,
+        active: ActiveChannels<'_>,
+        weight: &[f32],
+        isa: Isa,
+    ) -> Self {
+        assert!(
+            isa.is_supported(),
+            "PackedConv2d: this CPU cannot run the {isa} kernels"
+        );
         let geometry = Conv2dGeometry { batch: 0, ..*g };
         let no_input = [];
         check_forward_active(
@@ -50,11 +72,12 @@ impl PackedConv2d {
             None,
             Epilogue::Identity,
         );
-        let implicit = implicit::applies(&geometry).then(|| {
+        let implicit = geometry.is_shifted_plane().then(|| {
+            let kernel = MicroKernel::for_isa(isa);
             let (mut packed, mut offsets) = (Vec::new(), Vec::new());
-            implicit::pack_filters(&geometry, active, weight, &mut packed);
+            implicit::pack_filters(&geometry, active, weight, kernel, &mut packed);
             implicit::input_offsets(&geometry, active, &mut offsets);
-            (packed, offsets)
+            (kernel, packed, offsets)
         });
         Self {
             geometry,
@@ -101,31 +124,28 @@ impl PackedConv2d {
             batch,
             ..self.geometry
         };
-        let active = self.active();
-        let Some((packed, offsets)) = &self.implicit else {
-            let run = if pool {
-                super::conv2d_forward_active_max_pool2
-            } else {
-                super::conv2d_forward_active
-            };
-            run(
-                &g,
-                active,
-                input,
-                &self.weight,
-                bias,
-                epilogue,
-                scratch,
-                output,
-            );
-            return;
-        };
         let op = "PackedConv2d::forward";
-        check_forward_active(op, &g, active, input, &self.weight, bias, epilogue);
+        check_forward_active(op, &g, self.active(), input, &self.weight, bias, epilogue);
         check_output(op, &g, pool, output);
-        let filters = implicit::Filters { packed, offsets };
-        let threads: &ScratchPerThread = &scratch.threads;
-        #[rustfmt::skip]
-        implicit::forward_implicit(&g, active, input, filters, bias, epilogue, pool, threads, output);
+        let call = ActiveForward {
+            g: &g,
+            active: self.active(),
+            input,
+            weight: &self.weight,
+            bias,
+            epilogue,
+            pool,
+        };
+        match &self.implicit {
+            Some((kernel, packed, offsets)) => {
+                let filters = implicit::Filters {
+                    kernel: *kernel,
+                    packed,
+                    offsets,
+                };
+                implicit::forward_implicit(&call, filters, &scratch.threads, output);
+            }
+            None => forward_active(&call, scratch, output),
+        }
     }
 }

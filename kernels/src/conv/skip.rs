@@ -12,19 +12,21 @@
 //!    its output channel while the tile is still in cache, optionally max-pooling 2x2
 //!    windows on the way (tiles then hold whole pairs of output rows).
 //!
-//! Layers with few input taps (a first layer) go to `direct.rs` instead.
+//! Unit-stride, unpadded layers, the common case, run the implicit product of
+//! `implicit.rs` instead, which never writes an im2col matrix; [`forward_active`] is the one
+//! place that chooses.
 
 use std::ops::Range;
 
 use super::Conv2dGeometry;
-use super::direct;
 use super::im2col::{ColumnBlock, Scratch, ScratchPerThread, grown, im2col_into, im2col_wide_into};
-use super::implicit;
+use super::implicit::{self, MicroKernel};
 use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::packed_linear::PackedLinear;
 use crate::parallel::for_each_task;
+use crate::simd;
 use crate::skip::{ActiveChannels, Epilogue};
 
 // NOTE: tuning constants for the fused forward, sized for MnistNet's second convolution
@@ -122,61 +124,66 @@ pub(super) fn active_sizes(
     (taps, active.outputs.len(), active.inputs.len() * taps)
 }
 
+/// One channel-skipping forward call: the layer, its operands, its epilogue, and whether
+/// its output is 2x2 max-pooled (`out_h` then even).
+#[derive(Clone, Copy)]
+pub(super) struct ActiveForward<'a> {
+    pub(super) g: &'a Conv2dGeometry,
+    pub(super) active: ActiveChannels<'a>,
+    pub(super) input: &'a [f32],
+    pub(super) weight: &'a [f32],
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) epilogue: Epilogue<'a>,
+    pub(super) pool: bool,
+}
+
 /// See [`super::conv2d_forward_active`]; lengths, lists and geometry are already checked.
-/// With `pool`, `output` holds the 2x2 max-pooled maps (`out_h` is even).
-#[allow(clippy::too_many_arguments)]
+/// With `call.pool`, `output` holds the 2x2 max-pooled maps. The one place that chooses
+/// how a convolution runs: the implicit product for unit-stride unpadded layers, on the
+/// process's instruction set; im2col and a matrix product for the others.
 pub(super) fn forward_active(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-    pool: bool,
+    call: &ActiveForward<'_>,
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let (_, outputs, _) = active_sizes(g, active);
-    if output.is_empty() || outputs == 0 {
+    let (g, active) = (call.g, call.active);
+    if output.is_empty() || active.outputs.is_empty() {
         return;
     }
-    if implicit::applies(g) {
+    if g.is_shifted_plane() {
         let SkipScratch {
             threads,
             weight: packed,
             offsets,
             ..
         } = scratch;
+        let kernel = MicroKernel::for_isa(simd::active());
         let filters = implicit::Filters {
-            packed: implicit::pack_filters(g, active, weight, packed),
+            kernel,
+            packed: implicit::pack_filters(g, active, call.weight, kernel, packed),
             offsets: implicit::input_offsets(g, active, offsets),
         };
-        #[rustfmt::skip]
-        implicit::forward_implicit(g, active, input, filters, bias, epilogue, pool, threads, output);
+        implicit::forward_implicit(call, filters, threads, output);
         return;
     }
-    if direct::applies(g, active) {
-        direct::forward_direct(g, active, input, weight, bias, epilogue, pool, output);
-        return;
-    }
-    forward_im2col(
-        g, active, input, weight, bias, epilogue, pool, scratch, output,
-    );
+    forward_im2col(call, scratch, output);
 }
 
 /// The im2col path of [`forward_active`], for any geometry.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn forward_im2col(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-    pool: bool,
+    call: &ActiveForward<'_>,
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
+    let &ActiveForward {
+        g,
+        active,
+        input,
+        weight,
+        bias,
+        epilogue,
+        pool,
+    } = call;
     let (_, outputs, inner) = active_sizes(g, active);
     if output.is_empty() || outputs == 0 {
         return;
@@ -187,7 +194,7 @@ pub(super) fn forward_im2col(
     // NOTE: an unpadded, unit-stride convolution is computed `in_w` wide (see
     // `im2col_wide_into`): im2col then copies whole runs of the input instead of one short
     // run per output row and tap, which costs more than the `kernel_w - 1` junk columns.
-    let wide = g.pad_h == 0 && g.pad_w == 0 && g.stride_h == 1 && g.stride_w == 1;
+    let wide = g.is_shifted_plane();
     let out_w = g.out_w();
     let row_w = if wide { g.in_w } else { out_w };
     let positions = g.out_h() * row_w;
@@ -294,7 +301,7 @@ pub(super) fn run_tiles<T: Send>(
 /// The epilogue and a 2x2 max pooling (stride 2, floor mode) of channel `channel`'s rows
 /// `width` long, one every `row_stride` elements of `rows` (which is modified): each pair
 /// of rows gives one row of `width / 2` in `pooled`.
-pub(super) fn epilogue_max_pool(
+fn epilogue_max_pool(
     epilogue: &Epilogue<'_>,
     channel: usize,
     bias: f32,

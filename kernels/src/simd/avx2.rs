@@ -2,11 +2,11 @@
 //! `vmaskmovps`.
 
 use std::arch::x86_64::{
-    __m256, __m256i, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps256_ps128,
+    __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+    _mm256_add_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps256_ps128,
     _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256,
     _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_permute4x64_pd,
-    _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm_add_ps,
-    _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+    _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
 };
 
 use super::Isa;
@@ -96,11 +96,16 @@ impl Vector for F32x8 {
         let even = _mm256_shuffle_ps::<0b10_00_10_00>(lo.0, hi.0);
         let odd = _mm256_shuffle_ps::<0b11_01_11_01>(lo.0, hi.0);
         let pairs = _mm256_castps_pd(_mm256_max_ps(even, odd));
-        Self(_mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(pairs)))
+        Self(_mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
+            pairs,
+        )))
     }
     #[inline(always)]
     unsafe fn sum(self) -> f32 {
-        let quad = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+        let quad = _mm_add_ps(
+            _mm256_castps256_ps128(self.0),
+            _mm256_extractf128_ps::<1>(self.0),
+        );
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair)))
     }

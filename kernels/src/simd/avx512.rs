@@ -3,8 +3,7 @@
 use std::arch::x86_64::{
     __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_permutex2var_ps,
-    _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
-    _mm512_storeu_ps,
+    _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use super::Isa;

@@ -81,7 +81,10 @@ impl Isa {
 
     /// The sets this CPU runs, the portable one first.
     pub fn supported() -> Vec<Isa> {
-        Self::ALL.into_iter().filter(|isa| isa.is_supported()).collect()
+        Self::ALL
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
     }
 
     /// The best set this CPU runs.

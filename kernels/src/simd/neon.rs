@@ -2,8 +2,8 @@
 //! stores: partial vectors go through a small array.
 
 use std::arch::aarch64::{
-    float32x4_t, vaddq_f32, vaddvq_f32, vbslq_f32, vcgtq_f32, vcleq_f32, vdupq_n_f32, vfmaq_f32, vld1q_f32,
-    vmulq_f32, vst1q_f32, vuzp1q_f32, vuzp2q_f32,
+    float32x4_t, vaddq_f32, vaddvq_f32, vbslq_f32, vcgtq_f32, vcleq_f32, vdupq_n_f32, vfmaq_f32,
+    vld1q_f32, vmulq_f32, vst1q_f32, vuzp1q_f32, vuzp2q_f32,
 };
 
 use super::Isa;

@@ -33,7 +33,13 @@ fn forcing_keeps_the_first_choice_and_refuses_what_the_cpu_lacks() {
                 "{isa}: {result:?}"
             );
         } else if isa != chosen {
-            assert_eq!(result, Err(IsaError::AlreadyChosen { wanted: isa, chosen }));
+            assert_eq!(
+                result,
+                Err(IsaError::AlreadyChosen {
+                    wanted: isa,
+                    chosen
+                })
+            );
         }
     }
     assert_eq!(active(), chosen);

@@ -1,14 +1,16 @@
-//! The implicit convolution against the im2col path it replaces on AVX-512 CPUs, on
-//! geometries whose rows are not multiples of the vector width and active sets of any
-//! size. Inputs are small integers, so both sides are exact and must agree bit for bit.
+//! The implicit convolution, with the micro-kernel of every instruction set this CPU runs,
+//! against the im2col path, on geometries whose rows are not multiples of any vector width
+//! and active sets of any size (none, some, all). Inputs are small integers, so both sides
+//! are exact and must agree bit for bit; outputs start as NaN where they are written.
 
 use proptest::prelude::*;
 
 use crate::testing::integers;
 
 use super::super::Conv2dGeometry;
-use super::super::skip::{SkipScratch, forward_im2col};
-use super::{Filters, avx512, forward_implicit, input_offsets, pack_filters};
+use super::super::skip::{ActiveForward, SkipScratch, forward_im2col};
+use super::{Filters, MicroKernel, forward_implicit, input_offsets, pack_filters};
+use crate::simd::Isa;
 use crate::skip::{ActiveChannels, Epilogue};
 
 /// Runs both paths on the same layer and compares every output element.
@@ -36,22 +38,38 @@ fn check(g: &Conv2dGeometry, in_mask: u32, out_mask: u32, pool: bool, seed: u64)
     } else {
         g.output_len()
     };
+    // Inactive channels are not written: both sides keep 7 there, NaN elsewhere is
+    // overwritten.
     let mut expected = vec![7.0; len];
-    let mut got = vec![7.0; len];
-    let mut scratch = SkipScratch::new();
-    #[rustfmt::skip]
-    forward_im2col(g, active, &input, &weight, Some(&bias), epilogue, pool, &mut scratch, &mut expected);
-    let (mut packed, mut offsets) = (Vec::new(), Vec::new());
-    let filters = Filters {
-        packed: pack_filters(g, active, &weight, &mut packed),
-        offsets: input_offsets(g, active, &mut offsets),
+    let call = ActiveForward {
+        g,
+        active,
+        input: &input,
+        weight: &weight,
+        bias: Some(&bias),
+        epilogue,
+        pool,
     };
-    #[rustfmt::skip]
-    forward_implicit(g, active, &input, filters, Some(&bias), epilogue, pool, &scratch.threads, &mut got);
-    assert_eq!(
-        got, expected,
-        "{g:?} inputs {inputs:?} outputs {outputs:?} pool {pool}"
-    );
+    let mut scratch = SkipScratch::new();
+    forward_im2col(&call, &mut scratch, &mut expected);
+    for isa in Isa::supported() {
+        let kernel = MicroKernel::for_isa(isa);
+        let mut got: Vec<f32> = expected
+            .iter()
+            .map(|&e| if e == 7.0 { 7.0 } else { f32::NAN })
+            .collect();
+        let (mut packed, mut offsets) = (Vec::new(), Vec::new());
+        let filters = Filters {
+            kernel,
+            packed: pack_filters(g, active, &weight, kernel, &mut packed),
+            offsets: input_offsets(g, active, &mut offsets),
+        };
+        forward_implicit(&call, filters, &scratch.threads, &mut got);
+        assert_eq!(
+            got, expected,
+            "{isa}: {g:?} inputs {inputs:?} outputs {outputs:?} pool {pool}"
+        );
+    }
 }
 
 fn geometry() -> impl Strategy<Value = (Conv2dGeometry, bool)> {
@@ -90,7 +108,7 @@ fn mask() -> impl Strategy<Value = u32> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if avx512::available() { 128 } else { 0 }))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
     fn implicit_matches_im2col(
@@ -123,9 +141,6 @@ fn mnist_conv2(batch: usize) -> Conv2dGeometry {
 /// MnistNet's second convolution at batch 5, in parallel tiles that span images.
 #[test]
 fn implicit_matches_im2col_on_a_parallel_sized_layer() {
-    if !avx512::available() {
-        return;
-    }
     let g = mnist_conv2(5);
     check(&g, u32::MAX, 0x5555_5555, true, 3);
     check(&g, 0x3333_3333, u32::MAX, false, 4);
@@ -136,9 +151,6 @@ fn implicit_matches_im2col_on_a_parallel_sized_layer() {
 /// partial blocks and groups of unequal size.
 #[test]
 fn implicit_matches_im2col_when_split_by_filters() {
-    if !avx512::available() {
-        return;
-    }
     let threads = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
