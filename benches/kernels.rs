@@ -1,5 +1,5 @@
 //! Throughput of the compute-bound kernels: GEMM, MnistNet's second convolution and its
-//! first linear layer (their "elements" are floating-point operations, so criterion's
+//! first linear layer and both convolutions through the inference kernel (their "elements" are floating-point operations, so criterion's
 //! `Gelem/s` reads GFLOP/s), plus the activation kernels. The linear and activation groups
 //! are registered from `kernels/`.
 //!
@@ -10,6 +10,8 @@
 // NOTE: a crate root looks for modules beside itself; the family's files live in kernels/.
 #[path = "kernels/activation.rs"]
 mod activation;
+#[path = "kernels/conv.rs"]
+mod conv_implicit;
 #[path = "kernels/linear.rs"]
 mod linear;
 
@@ -121,8 +123,11 @@ criterion_group!(
     benches,
     sgemm,
     conv2d,
+    conv_implicit::implicit,
     linear::linear,
-    activation::rotated_relu
+    activation::rotated_relu,
+    activation::gelu,
+    activation::memory_bound
 );
 
 fn main() {

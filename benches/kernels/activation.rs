@@ -1,4 +1,5 @@
-//! The fused rotated ReLU against the same computation built from separate kernels.
+//! The fused rotated ReLU against the same computation built from separate kernels; GELU;
+//! and the other memory-bound kernels (elementwise, pooling, batch norm, softmax + loss).
 
 use criterion::{Criterion, Throughput};
 use rotor_kernels::{activation, elementwise};
@@ -73,6 +74,169 @@ pub fn rotated_relu(c: &mut Criterion) {
             elementwise::dot_channels(BATCH, CHANNELS, PLANE, &relu_out, &grad_y, &mut grad_slope);
             activation::relu_backward(&x, &grad_relu_out, &mut grad_x);
             black_box((&y, &grad_x, &grad_slope));
+        })
+    });
+    group.finish();
+}
+
+/// GELU on the same `[64, 64, 24 x 24]` map: the flat forward and backward, and the rotated
+/// (per-channel slope) forms, whose backward also reduces the slope gradient. GELU is the
+/// arithmetic-heavy activation (a degree-8 polynomial, a division and an `exp` per
+/// element), so it shows the vector width more than the memory-bound kernels do.
+///
+/// Throughput counts the map's elements.
+pub fn gelu(c: &mut Criterion) {
+    let len = BATCH * CHANNELS * PLANE;
+    let x = values(len, 1);
+    let grad_y = values(len, 2);
+    let slope: Vec<f32> = values(CHANNELS, 3).iter().map(|v| 1.0 + 0.4 * v).collect();
+    let mut y = vec![0.0; len];
+    let mut grad_x = vec![0.0; len];
+    let mut grad_slope = vec![0.0; CHANNELS];
+
+    let mut group = c.benchmark_group("gelu/64x64x24x24");
+    group.throughput(Throughput::Elements(len as u64));
+    group.bench_function("forward", |b| {
+        b.iter(|| {
+            activation::gelu_forward(&x, &mut y);
+            black_box(&y);
+        })
+    });
+    group.bench_function("backward", |b| {
+        b.iter(|| {
+            activation::gelu_backward(&x, &grad_y, &mut grad_x);
+            black_box(&grad_x);
+        })
+    });
+    group.bench_function("rotated_forward", |b| {
+        b.iter(|| {
+            activation::rotated_gelu_forward(BATCH, CHANNELS, PLANE, &x, &slope, &mut y);
+            black_box(&y);
+        })
+    });
+    group.bench_function("rotated_backward", |b| {
+        b.iter(|| {
+            activation::rotated_gelu_backward(
+                BATCH,
+                CHANNELS,
+                PLANE,
+                &x,
+                &slope,
+                &grad_y,
+                &mut grad_x,
+                &mut grad_slope,
+            );
+            black_box((&grad_x, &grad_slope));
+        })
+    });
+    group.finish();
+}
+
+/// The other memory-bound kernels on the same map (and, for the loss, 2048 rows of 1000
+/// classes): elementwise `add`, `exp` and `sum`, 2x2 max pooling, a training batch norm
+/// (forward and backward), and softmax + cross-entropy (forward and backward).
+///
+/// Throughput counts the input's elements.
+pub fn memory_bound(c: &mut Criterion) {
+    use rotor_kernels::loss;
+    use rotor_kernels::norm::{self, BatchNormGeometry};
+    use rotor_kernels::pool::{self, Pool2dGeometry};
+
+    let len = BATCH * CHANNELS * PLANE;
+    let a = values(len, 1);
+    let b2 = values(len, 2);
+    let mut out = vec![0.0; len];
+    let mut group = c.benchmark_group("memory_bound/64x64x24x24");
+    group.throughput(Throughput::Elements(len as u64));
+    group.bench_function("add", |b| {
+        b.iter(|| {
+            elementwise::add(&a, &b2, &mut out);
+            black_box(&out);
+        })
+    });
+    group.bench_function("exp", |b| {
+        b.iter(|| {
+            elementwise::exp(&a, &mut out);
+            black_box(&out);
+        })
+    });
+    group.bench_function("sum", |b| b.iter(|| black_box(elementwise::sum(black_box(&a)))));
+
+    let pool_g = Pool2dGeometry {
+        batch: BATCH,
+        channels: CHANNELS,
+        in_h: 24,
+        in_w: 24,
+        kernel_h: 2,
+        kernel_w: 2,
+        stride_h: 2,
+        stride_w: 2,
+        pad_h: 0,
+        pad_w: 0,
+    };
+    let mut pooled = vec![0.0; pool_g.output_len()];
+    let mut argmax = vec![0_u32; pool_g.output_len()];
+    group.bench_function("max_pool2x2_forward", |b| {
+        b.iter(|| {
+            pool::max_pool2d_forward(&pool_g, &a, &mut pooled, &mut argmax);
+            black_box((&pooled, &argmax));
+        })
+    });
+
+    let bn = BatchNormGeometry {
+        batch: BATCH,
+        channels: CHANNELS,
+        plane: PLANE,
+    };
+    let gamma = vec![1.0; CHANNELS];
+    let beta = vec![0.0; CHANNELS];
+    let (mut running_mean, mut running_var) = (vec![0.0; CHANNELS], vec![1.0; CHANNELS]);
+    let (mut mean, mut invstd) = (vec![0.0; CHANNELS], vec![0.0; CHANNELS]);
+    let (mut grad_gamma, mut grad_beta) = (vec![0.0; CHANNELS], vec![0.0; CHANNELS]);
+    let mut grad_input = vec![0.0; len];
+    group.bench_function("batch_norm_train", |b| {
+        b.iter(|| {
+            norm::batch_norm_forward_train(
+                &bn,
+                &a,
+                &gamma,
+                &beta,
+                1e-5,
+                0.1,
+                &mut running_mean,
+                &mut running_var,
+                &mut out,
+                &mut mean,
+                &mut invstd,
+            );
+            norm::batch_norm_backward_train(
+                &bn,
+                &a,
+                &b2,
+                &gamma,
+                &mean,
+                &invstd,
+                &mut grad_input,
+                &mut grad_gamma,
+                &mut grad_beta,
+            );
+            black_box((&out, &grad_input, &grad_gamma, &grad_beta));
+        })
+    });
+    group.finish();
+
+    let (rows, cols) = (2048, 1000);
+    let logits = values(rows * cols, 4);
+    let targets: Vec<u32> = (0..rows as u32).map(|r| r * 7 % cols as u32).collect();
+    let mut probs = vec![0.0; rows * cols];
+    let mut grad_logits = vec![0.0; rows * cols];
+    let mut group = c.benchmark_group("memory_bound/2048x1000");
+    group.throughput(Throughput::Elements((rows * cols) as u64));
+    group.bench_function("softmax_cross_entropy", |b| {
+        b.iter(|| {
+            let loss = loss::cross_entropy_forward(rows, cols, &logits, &targets, &mut probs);
+            loss::cross_entropy_backward(rows, cols, &probs, &targets, 1.0, &mut grad_logits);
+            black_box((loss, &grad_logits));
         })
     });
     group.finish();

@@ -1,8 +1,10 @@
 //! Activations, each forward next to its backward: ReLU and GELU on flat slices, and their
 //! rotated forms `y = slope[c] * f(x)` with one learnable slope per channel.
 //!
-//! Every kernel works eight lanes at a time (`wide::f32x8`) and in parallel tasks above
-//! [`crate::elementwise::PARALLEL_THRESHOLD`] elements. `gelu` holds the vector GELU;
+//! Every kernel writes its arithmetic for one element and runs through the elementwise
+//! drivers, so it is vectorised for the chosen instruction set (and gives the same bits on
+//! every set), in parallel tasks above [`crate::elementwise::PARALLEL_THRESHOLD`]
+//! elements. `gelu` holds the GELU and its derivative;
 //! `rotated` the per-channel kernels, whose backward is fused: one pass over `x` and
 //! `grad_y` gives both `grad_x` and the slope gradient.
 //!
@@ -18,18 +20,18 @@ pub use rotated::{
 
 use crate::elementwise::assert_same_len;
 use crate::elementwise::lanes::map;
-use wide::{CmpGt, CmpLe, f32x8};
 
-/// `max(0, x)` lane-wise, NaN kept (a plain `max` instruction would drop it or keep `-0`).
+/// `max(0, x)`, NaN kept and `-0` made `+0` (`max(0, x)` of the vector instruction would
+/// drop NaN or keep `-0`).
 #[inline(always)]
-fn relu(x: f32x8) -> f32x8 {
-    x.cmp_le(f32x8::ZERO).blend(f32x8::ZERO, x)
+fn relu(x: f32) -> f32 {
+    if x <= 0.0 { 0.0 } else { x }
 }
 
-/// `g` where `x > 0`, else 0 (also for NaN `x`), lane-wise.
+/// `g` where `x > 0`, else 0 (also for NaN `x`).
 #[inline(always)]
-fn pass_where_positive(x: f32x8, g: f32x8) -> f32x8 {
-    g & x.cmp_gt(f32x8::ZERO)
+fn pass_where_positive(x: f32, g: f32) -> f32 {
+    if x > 0.0 { g } else { 0.0 }
 }
 
 /// ReLU: `y[i] = max(0, x[i])` (NaN stays NaN), `y` overwritten.
@@ -38,7 +40,12 @@ fn pass_where_positive(x: f32x8, g: f32x8) -> f32x8 {
 /// If `x` and `y` differ in length.
 pub fn relu_forward(x: &[f32], y: &mut [f32]) {
     assert_same_len("relu_forward", ("x", x.len()), ("y", y.len()));
-    map([x], y, |[x]| relu(x));
+    map(
+        [x],
+        y,
+        #[inline(always)]
+        |[x]| relu(x),
+    );
 }
 
 /// ReLU backward: `grad_x[i] = grad_y[i]` where `x[i] > 0`, else 0 (the subgradient 0 at
@@ -49,7 +56,12 @@ pub fn relu_forward(x: &[f32], y: &mut [f32]) {
 pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) {
     assert_same_len("relu_backward", ("x", x.len()), ("grad_y", grad_y.len()));
     assert_same_len("relu_backward", ("x", x.len()), ("grad_x", grad_x.len()));
-    map([x, grad_y], grad_x, |[x, g]| pass_where_positive(x, g));
+    map(
+        [x, grad_y],
+        grad_x,
+        #[inline(always)]
+        |[x, g]| pass_where_positive(x, g),
+    );
 }
 
 /// GELU, the exact form of PyTorch's default `nn.GELU()`:
@@ -63,7 +75,12 @@ pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) {
 /// If `x` and `y` differ in length.
 pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
     assert_same_len("gelu_forward", ("x", x.len()), ("y", y.len()));
-    map([x], y, |[x]| gelu::gelu(x));
+    map(
+        [x],
+        y,
+        #[inline(always)]
+        |[x]| gelu::gelu(x),
+    );
 }
 
 /// GELU backward: `grad_x[i] = gelu'(x[i]) * grad_y[i]` with
@@ -75,7 +92,10 @@ pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
 pub fn gelu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) {
     assert_same_len("gelu_backward", ("x", x.len()), ("grad_y", grad_y.len()));
     assert_same_len("gelu_backward", ("x", x.len()), ("grad_x", grad_x.len()));
-    map([x, grad_y], grad_x, |[x, g]| {
-        gelu::gelu_and_derivative(x).1 * g
-    });
+    map(
+        [x, grad_y],
+        grad_x,
+        #[inline(always)]
+        |[x, g]| gelu::gelu_and_derivative(x).1 * g,
+    );
 }

@@ -1,20 +1,27 @@
 //! Element-wise arithmetic on same-length slices, reductions, and per-channel helpers.
 //!
-//! Every kernel works eight lanes at a time with `wide::f32x8` and runs on the calling thread
-//! below [`PARALLEL_THRESHOLD`] elements, as rayon tasks of [`TASK_LEN`] elements above.
+//! Every kernel writes its arithmetic once, for one element, and runs it in loops compiled
+//! for the instruction set [`simd::active`](crate::simd::active) chose (AVX-512, AVX2,
+//! NEON or the build's own), so a default build runs 16 lanes at a time on an AVX-512
+//! machine. Every set gives the same bits. Kernels run on the calling thread below
+//! [`PARALLEL_THRESHOLD`] elements, as rayon tasks of [`TASK_LEN`] elements above.
 //! Reductions combine their partial sums in an order fixed by the sizes alone, so a result
-//! does not depend on the number of threads.
+//! depends neither on the number of threads nor on the instruction set.
 //!
-//! Files: `lanes` moves slices in and out of vectors and drives a lane operation over a
-//! slice; `tasks` splits work into rayon tasks; `math` holds the vector `exp` and `ln`;
-//! `reduce` the sums, dot product and axis reductions; `channels` the
+//! Files: `lanes` drives a per-element operation over slices and sums per-element terms;
+//! `tasks` splits work into rayon tasks and runs each on the chosen set (for the
+//! activations, pooling, batch norm and losses too); `math` holds the vectorisable `exp`
+//! and `ln`; `reduce` the sums, dot product and axis reductions; `channels` the
 //! `[batch, channels, plane]` driver and its helpers.
 
 mod channels;
 pub(crate) mod lanes;
 pub(crate) mod math;
-mod reduce;
-mod tasks;
+pub(crate) mod reduce;
+pub(crate) mod tasks;
+
+#[cfg(test)]
+mod isa_tests;
 
 pub(crate) use channels::{ChannelShape, map_reduce_channels};
 pub use channels::{add_channels, dot_channels, mul_channels, sum_channels};
@@ -58,7 +65,12 @@ pub(crate) fn assert_same_len(op: &str, first: (&str, usize), other: (&str, usiz
 /// If `a`, `b` and `out` differ in length.
 pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
     check_binary("add", a, b, out);
-    map([a, b], out, |[a, b]| a + b);
+    map(
+        [a, b],
+        out,
+        #[inline(always)]
+        |[a, b]| a + b,
+    );
 }
 
 /// `out[i] = a[i] - b[i]`.
@@ -67,7 +79,12 @@ pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
 /// If `a`, `b` and `out` differ in length.
 pub fn sub(a: &[f32], b: &[f32], out: &mut [f32]) {
     check_binary("sub", a, b, out);
-    map([a, b], out, |[a, b]| a - b);
+    map(
+        [a, b],
+        out,
+        #[inline(always)]
+        |[a, b]| a - b,
+    );
 }
 
 /// `out[i] = a[i] * b[i]`.
@@ -76,7 +93,12 @@ pub fn sub(a: &[f32], b: &[f32], out: &mut [f32]) {
 /// If `a`, `b` and `out` differ in length.
 pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
     check_binary("mul", a, b, out);
-    map([a, b], out, |[a, b]| a * b);
+    map(
+        [a, b],
+        out,
+        #[inline(always)]
+        |[a, b]| a * b,
+    );
 }
 
 /// `out[i] = a[i] / b[i]` (IEEE division: `x / 0` is `±inf` or NaN).
@@ -85,7 +107,12 @@ pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
 /// If `a`, `b` and `out` differ in length.
 pub fn div(a: &[f32], b: &[f32], out: &mut [f32]) {
     check_binary("div", a, b, out);
-    map([a, b], out, |[a, b]| a / b);
+    map(
+        [a, b],
+        out,
+        #[inline(always)]
+        |[a, b]| a / b,
+    );
 }
 
 /// `out[i] = alpha * x[i]`.
@@ -94,8 +121,12 @@ pub fn div(a: &[f32], b: &[f32], out: &mut [f32]) {
 /// If `x` and `out` differ in length.
 pub fn scale(x: &[f32], alpha: f32, out: &mut [f32]) {
     assert_same_len("scale", ("x", x.len()), ("out", out.len()));
-    let alpha = wide::f32x8::splat(alpha);
-    map([x], out, |[x]| alpha * x);
+    map(
+        [x],
+        out,
+        #[inline(always)]
+        |[x]| alpha * x,
+    );
 }
 
 /// `out[i] = x[i] + s`.
@@ -104,8 +135,12 @@ pub fn scale(x: &[f32], alpha: f32, out: &mut [f32]) {
 /// If `x` and `out` differ in length.
 pub fn add_scalar(x: &[f32], s: f32, out: &mut [f32]) {
     assert_same_len("add_scalar", ("x", x.len()), ("out", out.len()));
-    let s = wide::f32x8::splat(s);
-    map([x], out, |[x]| x + s);
+    map(
+        [x],
+        out,
+        #[inline(always)]
+        |[x]| x + s,
+    );
 }
 
 /// `y[i] += alpha * x[i]` (the product rounded before the addition, no fused multiply-add,
@@ -115,8 +150,12 @@ pub fn add_scalar(x: &[f32], s: f32, out: &mut [f32]) {
 /// If `x` and `y` differ in length.
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_same_len("axpy", ("x", x.len()), ("y", y.len()));
-    let alpha = wide::f32x8::splat(alpha);
-    update([x], y, |y, [x]| y + alpha * x);
+    update(
+        [x],
+        y,
+        #[inline(always)]
+        |y, [x]| y + alpha * x,
+    );
 }
 
 /// `out[i] = e^x[i]`, within 2 units in the last place of the exact value (range reduction
@@ -127,7 +166,12 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// If `x` and `out` differ in length.
 pub fn exp(x: &[f32], out: &mut [f32]) {
     assert_same_len("exp", ("x", x.len()), ("out", out.len()));
-    map([x], out, |[x]| math::exp(x));
+    map(
+        [x],
+        out,
+        #[inline(always)]
+        |[x]| math::exp(x),
+    );
 }
 
 /// `out[i] = ln x[i]`, within 2 units in the last place of the exact value (exponent and
@@ -138,7 +182,12 @@ pub fn exp(x: &[f32], out: &mut [f32]) {
 /// If `x` and `out` differ in length.
 pub fn ln(x: &[f32], out: &mut [f32]) {
     assert_same_len("ln", ("x", x.len()), ("out", out.len()));
-    map([x], out, |[x]| math::ln(x));
+    map(
+        [x],
+        out,
+        #[inline(always)]
+        |[x]| math::ln(x),
+    );
 }
 
 /// `out[i] = sqrt x[i]`, correctly rounded (NaN for negative `x`).
@@ -147,7 +196,12 @@ pub fn ln(x: &[f32], out: &mut [f32]) {
 /// If `x` and `out` differ in length.
 pub fn sqrt(x: &[f32], out: &mut [f32]) {
     assert_same_len("sqrt", ("x", x.len()), ("out", out.len()));
-    map([x], out, |[x]| x.sqrt());
+    map(
+        [x],
+        out,
+        #[inline(always)]
+        |[x]| x.sqrt(),
+    );
 }
 
 #[track_caller]

@@ -5,13 +5,14 @@
 //! in [`reference`](mod@reference). Parallel kernels use the global rayon pool (so `RAYON_NUM_THREADS`
 //! and any pool the caller installs are honoured); no kernel spawns threads of its own.
 //!
-//! Instruction sets: the compute-bound kernels of training (GEMM and the convolutions built
-//! on it) go through `matrixmultiply`, which picks AVX-512, AVX2/FMA or AVX micro-kernels
-//! at run time. Inference has its own AVX-512 kernels, chosen at run time with a GEMM
-//! fallback: the implicit convolution (`conv::PackedConv2d`, `conv::conv2d_forward_active`)
-//! and the packed linear layer ([`packed_linear`]). The memory-bound kernels use `wide`'s
-//! portable vectors, whose width is fixed when this crate
-//! is compiled; [`simd::describe`] tells which paths a binary runs.
+//! Instruction sets: [`simd`] chooses one per process at run time (AVX-512, AVX2 + FMA,
+//! NEON, or portable Rust), or takes the one a program forces with [`simd::force`] or the
+//! environment variable `ROTOR_ISA`. Rotor's own micro-kernels (the implicit convolution,
+//! the packed and channel-skipping linear layers, dot products) are written once against
+//! the vector interface of `simd`, with one tile shape per set, and so are the memory-bound
+//! kernels' lanes. GEMM (and the training convolutions built on it) goes through
+//! `matrixmultiply`, which picks its own micro-kernel at run time. [`simd::describe`] tells
+//! which paths a binary runs.
 
 pub mod activation;
 pub mod aligned;

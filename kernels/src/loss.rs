@@ -3,11 +3,14 @@
 //!
 //! Every row is shifted by its maximum before exponentiating, so no logit overflows `exp`
 //! (logits of +-1e4 are fine) and the largest term of each row's sum is exactly 1. Row sums
-//! accumulate in `f64`. Kernels are parallel over blocks of rows when there is enough work.
+//! accumulate in `f64`. Kernels are parallel over blocks of rows when there is enough work;
+//! every task runs as the elementwise ones do (`run_task`): denormals flushed, loops
+//! compiled for the chosen instruction set, the same bits on every set.
 
-use crate::denormal::with_denormals_flushed;
+use crate::elementwise::lanes::map_sum;
+use crate::elementwise::math::exp;
+use crate::elementwise::tasks::run_task;
 use rayon::prelude::*;
-use wide::{CmpLt, f32x8};
 
 /// NOTE: tasks of at least this many elements keep rayon's per-task cost small against the
 /// work, and let small problems run on the calling thread without entering the pool.
@@ -34,11 +37,14 @@ pub fn softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
         .for_each(|(x, y)| {
-            with_denormals_flushed(|| {
-                for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-                    softmax_row(x, y);
-                }
-            });
+            run_task(
+                #[inline(always)]
+                || {
+                    for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+                        softmax_row(x, y);
+                    }
+                },
+            );
         });
 }
 
@@ -62,22 +68,25 @@ pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], gra
         .zip(y.par_chunks(task))
         .zip(grad_y.par_chunks(task))
         .for_each(|((grad_x, y), grad_y)| {
-            with_denormals_flushed(|| {
-                let rows = grad_x
-                    .chunks_exact_mut(cols)
-                    .zip(y.chunks_exact(cols))
-                    .zip(grad_y.chunks_exact(cols));
-                for ((gx, y), gy) in rows {
-                    let dot = y
-                        .iter()
-                        .zip(gy)
-                        .map(|(&p, &d)| f64::from(p) * f64::from(d))
-                        .sum::<f64>() as f32;
-                    for ((gx, &p), &d) in gx.iter_mut().zip(y).zip(gy) {
-                        *gx = p * (d - dot);
+            run_task(
+                #[inline(always)]
+                || {
+                    let rows = grad_x
+                        .chunks_exact_mut(cols)
+                        .zip(y.chunks_exact(cols))
+                        .zip(grad_y.chunks_exact(cols));
+                    for ((gx, y), gy) in rows {
+                        let dot = y
+                            .iter()
+                            .zip(gy)
+                            .map(|(&p, &d)| f64::from(p) * f64::from(d))
+                            .sum::<f64>() as f32;
+                        for ((gx, &p), &d) in gx.iter_mut().zip(y).zip(gy) {
+                            *gx = p * (d - dot);
+                        }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -97,16 +106,19 @@ pub fn log_softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
         .for_each(|(x, y)| {
-            with_denormals_flushed(|| {
-                for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-                    let max = row_max(x);
-                    // NOTE: y holds the exponentials only until their sum is known.
-                    let log_sum = exp_shifted(x, max, y).ln() as f32;
-                    for (y, &v) in y.iter_mut().zip(x) {
-                        *y = (v - max) - log_sum;
+            run_task(
+                #[inline(always)]
+                || {
+                    for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+                        let max = row_max(x);
+                        // NOTE: y holds the exponentials only until their sum is known.
+                        let log_sum = exp_shifted(x, max, y).ln() as f32;
+                        for (y, &v) in y.iter_mut().zip(x) {
+                            *y = (v - max) - log_sum;
+                        }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -144,20 +156,23 @@ pub fn log_softmax_backward(
         .zip(y.par_chunks(task))
         .zip(grad_y.par_chunks(task))
         .for_each(|((grad_x, y), grad_y)| {
-            with_denormals_flushed(|| {
-                let rows = grad_x
-                    .chunks_exact_mut(cols)
-                    .zip(y.chunks_exact(cols))
-                    .zip(grad_y.chunks_exact(cols));
-                for ((gx, y), gy) in rows {
-                    let total = gy.iter().map(|&d| f64::from(d)).sum::<f64>() as f32;
-                    // NOTE: gx holds exp(y) until the gradient replaces it.
-                    exp_shifted(y, 0.0, gx);
-                    for (gx, &d) in gx.iter_mut().zip(gy) {
-                        *gx = d - *gx * total;
+            run_task(
+                #[inline(always)]
+                || {
+                    let rows = grad_x
+                        .chunks_exact_mut(cols)
+                        .zip(y.chunks_exact(cols))
+                        .zip(grad_y.chunks_exact(cols));
+                    for ((gx, y), gy) in rows {
+                        let total = gy.iter().map(|&d| f64::from(d)).sum::<f64>() as f32;
+                        // NOTE: gx holds exp(y) until the gradient replaces it.
+                        exp_shifted(y, 0.0, gx);
+                        for (gx, &d) in gx.iter_mut().zip(gy) {
+                            *gx = d - *gx * total;
+                        }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -200,17 +215,20 @@ pub fn cross_entropy_forward(
         .zip(probs.par_chunks_mut(task_rows * cols))
         .zip(targets.par_chunks(task_rows))
         .map(|((logits, probs), targets)| {
-            with_denormals_flushed(|| {
-                let rows = logits
-                    .chunks_exact(cols)
-                    .zip(probs.chunks_exact_mut(cols))
-                    .zip(targets);
-                rows.map(|((x, p), &t)| {
-                    let (max, sum) = softmax_row(x, p);
-                    sum.ln() - f64::from(x[t as usize] - max)
-                })
-                .sum::<f64>()
-            })
+            run_task(
+                #[inline(always)]
+                || {
+                    let rows = logits
+                        .chunks_exact(cols)
+                        .zip(probs.chunks_exact_mut(cols))
+                        .zip(targets);
+                    rows.map(|((x, p), &t)| {
+                        let (max, sum) = softmax_row(x, p);
+                        sum.ln() - f64::from(x[t as usize] - max)
+                    })
+                    .sum::<f64>()
+                },
+            )
         })
         .collect();
     (partials.iter().sum::<f64>() / rows as f64) as f32
@@ -250,18 +268,21 @@ pub fn cross_entropy_backward(
         .zip(probs.par_chunks(task_rows * cols))
         .zip(targets.par_chunks(task_rows))
         .for_each(|((grad_logits, probs), targets)| {
-            with_denormals_flushed(|| {
-                let rows = grad_logits
-                    .chunks_exact_mut(cols)
-                    .zip(probs.chunks_exact(cols))
-                    .zip(targets);
-                for ((gx, p), &t) in rows {
-                    for (gx, &p) in gx.iter_mut().zip(p) {
-                        *gx = scale * p;
+            run_task(
+                #[inline(always)]
+                || {
+                    let rows = grad_logits
+                        .chunks_exact_mut(cols)
+                        .zip(probs.chunks_exact(cols))
+                        .zip(targets);
+                    for ((gx, p), &t) in rows {
+                        for (gx, &p) in gx.iter_mut().zip(p) {
+                            *gx = scale * p;
+                        }
+                        gx[t as usize] = scale * (p[t as usize] - 1.0);
                     }
-                    gx[t as usize] = scale * (p[t as usize] - 1.0);
-                }
-            });
+                },
+            );
         });
 }
 
@@ -278,6 +299,7 @@ fn assert_targets(op: &str, rows: usize, cols: usize, targets: &[u32]) {
 
 /// Largest element of a row (NaNs are skipped; they reach the output through the
 /// exponentials anyway), over eight independent lanes so the comparisons pipeline.
+#[inline(always)]
 fn row_max(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let groups = x.chunks_exact(8);
@@ -295,42 +317,30 @@ fn row_max(x: &[f32]) -> f32 {
 
 /// Writes `y[k] = exp(x[k] - max)` and returns the sum of the `y[k]`.
 ///
-/// NOTE: eight lanes at a time with `wide`'s polynomial exponential (within a few ulp),
-/// several times faster than the scalar `f32::exp`. That polynomial returns zero outside
-/// |t| < 87.3 and for NaN, so any group holding such a value goes through `f32::exp`,
-/// which underflows, overflows and propagates NaN as it should. The sum runs in `f32`
-/// lanes over blocks of `SUM_BLOCK` groups, then in `f64` across blocks.
+/// NOTE: the vectorisable `exp` of the elementwise kernels (within 2 ulp, whole range,
+/// NaN kept), summed as every sum is (the elementwise `map_sum`: `f32` partial sums of at
+/// most 32 terms fixed by position, joined in `f64`).
+#[inline(always)]
 fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f64 {
-    const SUM_BLOCK: usize = 16;
-    let x_groups = x.chunks_exact(8);
-    let x_tail = x_groups.remainder();
-    let mut sum = 0.0_f64;
-    let mut lanes = f32x8::ZERO;
-    for (i, (x, y)) in x_groups.zip(y.chunks_exact_mut(8)).enumerate() {
-        let t = f32x8::new(x.try_into().expect("internal: groups of 8")) - f32x8::from(max);
-        let e = if t.abs().cmp_lt(f32x8::from(87.0)).all() {
-            t.exp()
-        } else {
-            f32x8::new(t.to_array().map(f32::exp))
-        };
-        y.copy_from_slice(&e.to_array());
-        lanes += e;
-        if i % SUM_BLOCK == SUM_BLOCK - 1 {
-            sum += f64::from(lanes.reduce_add());
-            lanes = f32x8::ZERO;
-        }
-    }
-    sum += f64::from(lanes.reduce_add());
-    let tail = x.len() - x_tail.len();
-    for (y, &v) in y[tail..].iter_mut().zip(x_tail) {
-        *y = (v - max).exp();
-        sum += f64::from(*y);
-    }
+    let mut sum = 0.0;
+    map_sum(
+        [x],
+        [y],
+        (1, x.len()),
+        |_| max,
+        #[inline(always)]
+        |[v], max| {
+            let e = exp(v - max);
+            ([e], [e])
+        },
+        |_, [total]| sum = total,
+    );
     sum
 }
 
 /// Writes the softmax of row `x` into `y`; returns the row maximum and the sum of the shifted
 /// exponentials.
+#[inline(always)]
 fn softmax_row(x: &[f32], y: &mut [f32]) -> (f32, f64) {
     let max = row_max(x);
     let sum = exp_shifted(x, max, y);

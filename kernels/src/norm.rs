@@ -5,9 +5,12 @@
 //! channels (of rows when `plane == 1`), accumulated in `f32` lanes over short blocks and in
 //! `f64` across blocks; and a per-channel affine map, parallel over groups of planes (of rows
 //! when `plane == 1`). Statistics take two passes (mean, then the sum of squared deviations
-//! from it), so a large mean never cancels the variance away.
+//! from it), so a large mean never cancels the variance away. Every task runs as the
+//! elementwise ones do (`run_task`): denormals flushed, loops compiled for the chosen
+//! instruction set, the same bits on every set.
 
-use crate::denormal::with_denormals_flushed;
+use crate::elementwise::lanes::map_sum;
+use crate::elementwise::tasks::run_task;
 use rayon::prelude::*;
 
 /// Shape of batch-normalised data: `[batch, channels, plane]`, statistics per channel.
@@ -33,9 +36,6 @@ impl BatchNormGeometry {
 /// NOTE: tasks of at least this many elements keep rayon's per-task cost small against the
 /// work, and let small problems run on the calling thread without entering the pool.
 const MIN_TASK_LEN: usize = 1 << 14;
-
-/// Independent `f32` accumulators of a plane sum.
-const LANES: usize = 8;
 
 /// Batch normalisation, training mode. Per channel `c`, over all `(n, p)`:
 /// `mean = sum x / m`, `var = sum (x - mean)^2 / m` (biased) with `m = batch * plane`,
@@ -92,16 +92,30 @@ pub fn batch_norm_forward_train(
     let count = g.per_channel() as f64;
     // NOTE: summing x - pilot[c], for a sample pilot[c] of the channel, keeps the f32 block
     // sums accurate relative to the spread of the data rather than to its distance from zero.
-    let pilot: Vec<f32> = (0..g.channels).map(|c| input[c * g.plane]).collect();
-    let centers: Vec<(f32, f32)> = channel_sums(g, input, input, |c, x, _| [x - pilot[c]])
-        .iter()
-        .zip(&pilot)
-        .map(|([s], &p)| split_f64(f64::from(p) + s / count))
-        .collect();
-    let squares = channel_sums(g, input, input, |c, x, _| {
-        let d = centered(x, centers[c]);
-        [d * d]
-    });
+    let pilot: Vec<(f32, f32)> = (0..g.channels).map(|c| (input[c * g.plane], 0.0)).collect();
+    let centers: Vec<(f32, f32)> = channel_sums(
+        g,
+        input,
+        input,
+        &pilot,
+        #[inline(always)]
+        |pilot, x, _| [centered(x, pilot)],
+    )
+    .iter()
+    .zip(&pilot)
+    .map(|([s], &(p, _))| split_f64(f64::from(p) + s / count))
+    .collect();
+    let squares = channel_sums(
+        g,
+        input,
+        input,
+        &centers,
+        #[inline(always)]
+        |center, x, _| {
+            let d = centered(x, center);
+            [d * d]
+        },
+    );
     let momentum = f64::from(momentum);
     let mut coefficients = Vec::with_capacity(g.channels);
     for c in 0..g.channels {
@@ -121,9 +135,15 @@ pub fn batch_norm_forward_train(
             ..ChannelAffine::default()
         });
     }
-    map_channels(g, input, input, &coefficients, output, |k, x, _| {
-        centered(x, k.center) * k.scale + k.shift
-    });
+    map_channels(
+        g,
+        input,
+        input,
+        &coefficients,
+        output,
+        #[inline(always)]
+        |k, x, _| centered(x, k.center) * k.scale + k.shift,
+    );
 }
 
 /// Batch normalisation, evaluation mode, with `invstd = 1 / sqrt(running_var[c] + eps)`:
@@ -171,9 +191,15 @@ pub fn batch_norm_forward_eval(
             }
         })
         .collect();
-    map_channels(g, input, input, &coefficients, output, |k, x, _| {
-        centered(x, k.center) * k.scale + k.shift
-    });
+    map_channels(
+        g,
+        input,
+        input,
+        &coefficients,
+        output,
+        #[inline(always)]
+        |k, x, _| centered(x, k.center) * k.scale + k.shift,
+    );
 }
 
 /// Backward of [`batch_norm_forward_train`], the statistics depending on the input. With
@@ -223,7 +249,15 @@ pub fn batch_norm_backward_train(
         [gamma, save_mean, save_invstd, grad_gamma, grad_beta],
     );
     let count = g.per_channel() as f64;
-    let sums = channel_sums(g, grad_output, input, |c, d, x| [d, d * (x - save_mean[c])]);
+    let means: Vec<(f32, f32)> = save_mean.iter().map(|&m| (m, 0.0)).collect();
+    let sums = channel_sums(
+        g,
+        grad_output,
+        input,
+        &means,
+        #[inline(always)]
+        |mean, d, x| [d, d * centered(x, mean)],
+    );
     let mut coefficients = Vec::with_capacity(g.channels);
     for c in 0..g.channels {
         let [sum, dot] = sums[c];
@@ -246,6 +280,7 @@ pub fn batch_norm_backward_train(
         input,
         &coefficients,
         grad_input,
+        #[inline(always)]
         |k, d, x| k.grad_scale * d + k.scale * centered(x, k.center) + k.shift,
     );
 }
@@ -293,9 +328,15 @@ pub fn batch_norm_backward_eval(
         g,
         [gamma, running_mean, running_var, grad_gamma, grad_beta],
     );
-    let sums = channel_sums(g, grad_output, input, |c, d, x| {
-        [d, d * (x - running_mean[c])]
-    });
+    let means: Vec<(f32, f32)> = running_mean.iter().map(|&m| (m, 0.0)).collect();
+    let sums = channel_sums(
+        g,
+        grad_output,
+        input,
+        &means,
+        #[inline(always)]
+        |mean, d, x| [d, d * centered(x, mean)],
+    );
     let mut coefficients = Vec::with_capacity(g.channels);
     for c in 0..g.channels {
         let [sum, dot] = sums[c];
@@ -313,6 +354,7 @@ pub fn batch_norm_backward_eval(
         grad_output,
         &coefficients,
         grad_input,
+        #[inline(always)]
         |k, d, _| k.grad_scale * d,
     );
 }
@@ -351,44 +393,58 @@ fn assert_channel_lens<const N: usize>(op: &str, g: &BatchNormGeometry, slices: 
     }
 }
 
-/// Per channel `c`, the `K` sums over all `(n, p)` of `term(c, a[n, c, p], b[n, c, p])`.
+/// Per channel `c`, the `K` sums over all `(n, p)` of
+/// `term(centers[c], a[n, c, p], b[n, c, p])`.
+///
+/// NOTE: the channel's center comes in as a value, not looked up by the term in a slice it
+/// captures: in the plane loop the compiler could not prove that slice unchanged by the
+/// stores of the terms, reloaded and bounds-checked it every element, and left the loop
+/// scalar.
 ///
 /// Parallel over blocks of channels; each task walks its channels' planes image by image,
-/// so it reads memory in contiguous runs. Within a plane, terms add up in `f32` lanes over
-/// blocks of `BLOCK` elements (which vectorises), and blocks add up in `f64`. Matrices
-/// (`plane == 1`) go to [`row_sums`] instead.
+/// so it reads memory in contiguous runs. Within a plane, terms add up as every sum does
+/// (the elementwise `map_sum`: `f32` partial sums of at most 32 terms fixed by position,
+/// joined in `f64`), and planes in `f64`. Matrices (`plane == 1`) go to [`row_sums`]
+/// instead.
+#[inline(always)]
 fn channel_sums<const K: usize>(
     g: &BatchNormGeometry,
     a: &[f32],
     b: &[f32],
-    term: impl Fn(usize, f32, f32) -> [f32; K] + Sync,
+    centers: &[(f32, f32)],
+    term: impl Fn((f32, f32), f32, f32) -> [f32; K] + Sync,
 ) -> Vec<[f64; K]> {
     if g.input_len() == 0 {
         return vec![[0.0; K]; g.channels];
     }
     if g.plane == 1 {
-        return row_sums(g, a, b, term);
+        return row_sums(g, a, b, centers, term);
     }
     let per_task = (MIN_TASK_LEN / g.per_channel()).max(1);
     let blocks: Vec<Vec<[f64; K]>> = (0..g.channels.div_ceil(per_task))
         .into_par_iter()
         .map(|block| {
-            with_denormals_flushed(|| {
-                let channels = block * per_task..((block + 1) * per_task).min(g.channels);
-                let mut totals = vec![[0.0_f64; K]; channels.len()];
-                for n in 0..g.batch {
-                    let start = (n * g.channels + channels.start) * g.plane;
-                    let run = start..start + channels.len() * g.plane;
-                    let planes = a[run.clone()]
-                        .chunks_exact(g.plane)
-                        .zip(b[run].chunks_exact(g.plane));
-                    for ((total, c), (a, b)) in totals.iter_mut().zip(channels.clone()).zip(planes)
-                    {
-                        add_into(total, plane_sum(a, b, |x, y| term(c, x, y)));
+            run_task(
+                #[inline(always)]
+                || {
+                    let channels = block * per_task..((block + 1) * per_task).min(g.channels);
+                    let mut totals = vec![[0.0_f64; K]; channels.len()];
+                    for n in 0..g.batch {
+                        let start = (n * g.channels + channels.start) * g.plane;
+                        let len = channels.len() * g.plane;
+                        map_sum(
+                            [&a[start..start + len], &b[start..start + len]],
+                            [],
+                            (channels.len(), g.plane),
+                            |q| centers[channels.start + q],
+                            #[inline(always)]
+                            |[x, y], center| ([], term(center, x, y)),
+                            |q, sums| add_into(&mut totals[q], sums),
+                        );
                     }
-                }
-                totals
-            })
+                    totals
+                },
+            )
         })
         .collect();
     blocks.concat()
@@ -400,26 +456,32 @@ fn channel_sums<const K: usize>(
 ///
 /// NOTE: splitting a matrix by channels instead would have every task stride through all
 /// the rows for a few columns each.
+#[inline(always)]
 fn row_sums<const K: usize>(
     g: &BatchNormGeometry,
     a: &[f32],
     b: &[f32],
-    term: impl Fn(usize, f32, f32) -> [f32; K] + Sync,
+    centers: &[(f32, f32)],
+    term: impl Fn((f32, f32), f32, f32) -> [f32; K] + Sync,
 ) -> Vec<[f64; K]> {
     let task_len = (MIN_TASK_LEN / g.channels).max(1) * g.channels;
     let partials: Vec<Vec<[f64; K]>> = a
         .par_chunks(task_len)
         .zip(b.par_chunks(task_len))
         .map(|(a, b)| {
-            with_denormals_flushed(|| {
-                let mut totals = vec![[0.0_f64; K]; g.channels];
-                for (a, b) in a.chunks_exact(g.channels).zip(b.chunks_exact(g.channels)) {
-                    for (c, ((total, &x), &y)) in totals.iter_mut().zip(a).zip(b).enumerate() {
-                        add_into(total, term(c, x, y).map(f64::from));
+            run_task(
+                #[inline(always)]
+                || {
+                    let mut totals = vec![[0.0_f64; K]; g.channels];
+                    for (a, b) in a.chunks_exact(g.channels).zip(b.chunks_exact(g.channels)) {
+                        let channels = totals.iter_mut().zip(centers).zip(a).zip(b);
+                        for (((total, &center), &x), &y) in channels {
+                            add_into(total, term(center, x, y).map(f64::from));
+                        }
                     }
-                }
-                totals
-            })
+                    totals
+                },
+            )
         })
         .collect();
     let mut totals = vec![[0.0_f64; K]; g.channels];
@@ -431,41 +493,7 @@ fn row_sums<const K: usize>(
     totals
 }
 
-/// Elements summed in `f32` (over `LANES` lanes) before joining an `f64` total: short enough
-/// that the `f32` rounding stays near that of the `f64` sum, long enough to vectorise.
-const BLOCK: usize = 128;
-
-/// The sums over one plane of `term(a[i], b[i])`.
 #[inline(always)]
-fn plane_sum<const K: usize>(
-    a: &[f32],
-    b: &[f32],
-    term: impl Fn(f32, f32) -> [f32; K],
-) -> [f64; K] {
-    let mut total = [0.0_f64; K];
-    for (a, b) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
-        let mut lanes = [[0.0_f32; LANES]; K];
-        let (groups_a, groups_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let (tail_a, tail_b) = (groups_a.remainder(), groups_b.remainder());
-        for (xs, ys) in groups_a.zip(groups_b) {
-            for (lane, (&x, &y)) in xs.iter().zip(ys).enumerate() {
-                for (sums, t) in lanes.iter_mut().zip(term(x, y)) {
-                    sums[lane] += t;
-                }
-            }
-        }
-        for (lane, (&x, &y)) in tail_a.iter().zip(tail_b).enumerate() {
-            for (sums, t) in lanes.iter_mut().zip(term(x, y)) {
-                sums[lane] += t;
-            }
-        }
-        for (total, sums) in total.iter_mut().zip(&lanes) {
-            *total += sums.iter().map(|&v| f64::from(v)).sum::<f64>();
-        }
-    }
-    total
-}
-
 fn add_into<const K: usize>(total: &mut [f64; K], values: [f64; K]) {
     for (t, v) in total.iter_mut().zip(values) {
         *t += v;
@@ -474,6 +502,7 @@ fn add_into<const K: usize>(total: &mut [f64; K], values: [f64; K]) {
 
 /// `out[n, c, p] = f(&coefficients[c], a[n, c, p], b[n, c, p])`, parallel over groups of
 /// planes, or of rows when `plane == 1` so that the loop runs along the channels.
+#[inline(always)]
 fn map_channels(
     g: &BatchNormGeometry,
     a: &[f32],
@@ -492,26 +521,30 @@ fn map_channels(
         .zip(b.par_chunks(task_len))
         .enumerate()
         .for_each(|(task, ((out, a), b))| {
-            with_denormals_flushed(|| {
-                let units = out
-                    .chunks_exact_mut(unit)
-                    .zip(a.chunks_exact(unit))
-                    .zip(b.chunks_exact(unit));
-                if g.plane == 1 {
-                    for ((out, a), b) in units {
-                        for (((o, &x), &y), k) in out.iter_mut().zip(a).zip(b).zip(coefficients) {
-                            *o = f(k, x, y);
+            run_task(
+                #[inline(always)]
+                || {
+                    let units = out
+                        .chunks_exact_mut(unit)
+                        .zip(a.chunks_exact(unit))
+                        .zip(b.chunks_exact(unit));
+                    if g.plane == 1 {
+                        for ((out, a), b) in units {
+                            for (((o, &x), &y), k) in out.iter_mut().zip(a).zip(b).zip(coefficients)
+                            {
+                                *o = f(k, x, y);
+                            }
+                        }
+                    } else {
+                        let first_plane = task * task_len / unit;
+                        for (i, ((out, a), b)) in units.enumerate() {
+                            let k = &coefficients[(first_plane + i) % g.channels];
+                            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                                *o = f(k, x, y);
+                            }
                         }
                     }
-                } else {
-                    let first_plane = task * task_len / unit;
-                    for (i, ((out, a), b)) in units.enumerate() {
-                        let k = &coefficients[(first_plane + i) % g.channels];
-                        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                            *o = f(k, x, y);
-                        }
-                    }
-                }
-            });
+                },
+            );
         });
 }

@@ -10,6 +10,10 @@
 //! With a small batch the weight is read once, split between the threads by input feature;
 //! with a large one the rows of the batch are split between the threads and the weight is
 //! read in blocks that stay in L2 while every row of a thread's share uses them.
+//!
+//! The register tiles are written once for every instruction set (`tile.rs`); a layer runs
+//! those of the set it was packed for, [`simd::active`]'s unless
+//! [`with_isa`](PackedLinear::with_isa) chose another.
 
 use std::ops::Range;
 
@@ -19,15 +23,17 @@ use crate::aligned::AlignedFloats;
 use crate::conv::SkipScratch;
 use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
-use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
 use crate::parallel::for_each_task;
+use crate::simd::{self, Isa, IsaError};
 use crate::skip::linear::LinearGeometry;
 use crate::skip::{ActiveChannels, Epilogue};
 
-mod avx512;
+mod tile;
+
+use tile::{LaneActivation, Layer, MicroKernel};
 
 // NOTE: tuning constants, measured with MnistNet's first linear layer (9216 -> 128) on a
-// 2-core AMD EPYC with AVX-512.
+// 2-core AMD EPYC with AVX-512 (the tile shapes of each instruction set: `tile.rs`).
 // - ROW_BATCH: from this many rows per thread the batch is split by rows (each thread
 //   reads the whole weight once); below it by input features (the weight read once in all),
 //   in FEATURE_PARTS_PER_THREAD parts per thread.
@@ -55,6 +61,8 @@ pub struct PackedLinear {
     /// `W^T` restricted to the active features and outputs, `[runs' total length,
     /// outputs.len()]` row-major.
     weight_t: AlignedFloats,
+    /// The tiles [`forward`](Self::forward) runs.
+    kernel: MicroKernel,
 }
 
 impl std::fmt::Debug for PackedLinear {
@@ -63,12 +71,14 @@ impl std::fmt::Debug for PackedLinear {
             .field("in_features", &self.in_features)
             .field("out_features", &self.out_features)
             .field("active_outputs", &self.outputs.len())
+            .field("isa", &self.isa())
             .finish_non_exhaustive()
     }
 }
 
 impl PackedLinear {
-    /// Packs `weight`, `[out_features, in_features]` row-major, every feature active.
+    /// Packs `weight`, `[out_features, in_features]` row-major, every feature active, for
+    /// the instruction set [`simd::active`] chooses.
     ///
     /// # Panics
     /// If `weight.len() != out_features * in_features`.
@@ -92,7 +102,8 @@ impl PackedLinear {
     /// active outputs' rows, and the features of the active input channels (channels of
     /// `g.group` features, as [`linear_forward_active`](crate::skip::linear::linear_forward_active)
     /// takes them). `g.batch` is ignored. Inactive outputs are never written by
-    /// [`forward`](Self::forward) and inactive features never read.
+    /// [`forward`](Self::forward) and inactive features never read. The layer runs the
+    /// instruction set [`simd::active`] chooses.
     ///
     /// # Panics
     /// If `g.group` does not divide `g.in_features`, the weight's length differs from
@@ -105,9 +116,33 @@ impl PackedLinear {
             runs: Vec::new(),
             outputs: Vec::new(),
             weight_t: AlignedFloats::default(),
+            kernel: MicroKernel::for_isa(simd::active()),
         };
         packed.repack(g, active, weight);
         packed
+    }
+
+    /// The same layer running the tiles of `isa` (for tests and measurements: the packed
+    /// weight is the same for every set).
+    ///
+    /// # Panics
+    /// If this CPU cannot run `isa`.
+    #[must_use]
+    pub fn with_isa(mut self, isa: Isa) -> Self {
+        if !isa.is_supported() {
+            let e = IsaError::Unsupported {
+                wanted: isa,
+                supported: Isa::supported(),
+            };
+            panic!("PackedLinear: {e}");
+        }
+        self.kernel = MicroKernel::for_isa(isa);
+        self
+    }
+
+    /// The instruction set whose tiles [`forward`](Self::forward) runs.
+    pub fn isa(&self) -> Isa {
+        self.kernel.isa()
     }
 
     /// Packs another layer (or the same one with other active channels) into `self`,
@@ -164,12 +199,6 @@ impl PackedLinear {
         }
     }
 
-    /// Whether [`forward`](Self::forward) runs its own AVX-512 kernel on this CPU (else one
-    /// general matrix product per run of active features).
-    pub fn accelerated() -> bool {
-        avx512::available()
-    }
-
     /// Input features per row.
     pub fn in_features(&self) -> usize {
         self.in_features
@@ -215,23 +244,16 @@ impl PackedLinear {
         if batch == 0 || width == 0 {
             return;
         }
-        let activation = avx512::LaneActivation::new(bias, epilogue, &self.outputs);
+        let activation = LaneActivation::new(bias, epilogue, &self.outputs);
         let SkipScratch {
             product, gathered, ..
         } = scratch;
         // The active outputs are computed into `gathered` and scattered, unless all are.
-        let run = |target: &mut [f32], partials: &mut Vec<f32>| {
-            if avx512::available() {
-                self.forward_avx512(batch, input, &activation, partials, target);
-            } else {
-                self.forward_portable(batch, input, &activation, target);
-            }
-        };
         if width == outs {
-            run(output, product);
+            self.forward_tiles(batch, input, &activation, product, output);
         } else {
             let target = grown(gathered, batch * width);
-            run(target, product);
+            self.forward_tiles(batch, input, &activation, product, target);
             for (row, values) in output
                 .chunks_exact_mut(outs)
                 .zip(target.chunks_exact(width))
@@ -243,22 +265,23 @@ impl PackedLinear {
         }
     }
 
-    /// The forward with the AVX-512 kernel into `target` (`[batch, active outputs]`).
-    fn forward_avx512(
+    /// The forward with the tiles into `target` (`[batch, active outputs]`).
+    fn forward_tiles(
         &self,
         batch: usize,
         input: &[f32],
-        activation: &avx512::LaneActivation,
+        activation: &LaneActivation,
         partials: &mut Vec<f32>,
         target: &mut [f32],
     ) {
         let width = self.outputs.len();
         let inner = self.weight_t.len() / width;
-        let layer = avx512::Layer {
+        let layer = Layer {
             weight_t: &self.weight_t,
             runs: &self.runs,
             in_features: self.in_features,
             width,
+            kernel: self.kernel,
         };
         let threads = if batch * self.weight_t.len() >= PARALLEL_MACS {
             rayon::current_num_threads()
@@ -268,7 +291,7 @@ impl PackedLinear {
         if threads == 1 {
             with_denormals_flushed(|| layer.rows(input, 0..inner, Some(activation), target));
         } else if batch >= ROW_BATCH * threads {
-            let rows = batch.div_ceil(threads).next_multiple_of(avx512::ROWS);
+            let rows = batch.div_ceil(threads).next_multiple_of(self.kernel.rows());
             let tasks = input
                 .chunks(rows * self.in_features)
                 .zip(target.chunks_mut(rows * width))
@@ -295,34 +318,6 @@ impl PackedLinear {
             for row in target.chunks_exact_mut(width) {
                 activation.apply(row);
             }
-        }
-    }
-
-    /// The forward as general matrix products (one per run of active features) into
-    /// `target` (`[batch, active outputs]`), for CPUs without AVX-512.
-    fn forward_portable(
-        &self,
-        batch: usize,
-        input: &[f32],
-        activation: &avx512::LaneActivation,
-        target: &mut [f32],
-    ) {
-        let width = self.outputs.len();
-        let x = MatrixView::row_major(input, batch, self.in_features);
-        let mut k = 0;
-        for (i, run) in self.runs.iter().enumerate() {
-            let w = &self.weight_t[k * width..][..run.len() * width];
-            let w = MatrixView::row_major(w, run.len(), width);
-            let out = MatrixViewMut::row_major(&mut *target, batch, width);
-            let beta = if i == 0 { 0.0 } else { 1.0 };
-            sgemm_strided(1.0, x.submatrix(0..batch, run.clone()), w, beta, out);
-            k += run.len();
-        }
-        if self.runs.is_empty() {
-            target.fill(0.0);
-        }
-        for row in target.chunks_exact_mut(width) {
-            activation.apply(row);
         }
     }
 }

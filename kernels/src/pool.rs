@@ -2,12 +2,12 @@
 //! pooling with padding counted in the divisor, and global average pooling.
 //!
 //! Every kernel is parallel over groups of whole (image, channel) planes, which are
-//! independent; each task runs with denormals flushed.
+//! independent; each task runs as every elementwise task does (`run_task`): with denormals
+//! flushed, its loops compiled for the chosen instruction set.
 
-use crate::denormal::with_denormals_flushed;
-use bytemuck::cast;
+use crate::elementwise::reduce::beats;
+use crate::elementwise::tasks::run_task;
 use rayon::prelude::*;
-use wide::{CmpGt, f32x8, u32x8};
 
 /// Shape of a 2-D pooling: input `[batch, channels, in_h, in_w]`, output
 /// `[batch, channels, out_h, out_w]` with `out = (in + 2 pad - kernel) / stride + 1` per axis.
@@ -112,13 +112,6 @@ fn window_ranges(input: usize, kernel: usize, stride: usize, pad: usize) -> Vec<
         .collect()
 }
 
-/// Whether `value` replaces `best` as the running maximum: strictly greater, or the first NaN,
-/// so NaN propagates and the first maximum in window order wins ties.
-#[inline(always)]
-fn beats(value: f32, best: f32) -> bool {
-    value > best || (value.is_nan() && !best.is_nan())
-}
-
 /// Max pooling: `output[n, c, y, x]` is the maximum of the input over window `(y, x)`;
 /// padding never wins. `argmax[n, c, y, x]` is the index within the input plane
 /// (`iy * in_w + ix`) of the chosen element: the first maximum in window order (row by row)
@@ -163,29 +156,33 @@ pub fn max_pool2d_forward(
     let window = (
         g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w,
     );
-    let halving = window == (2, 2, 2, 2, 0, 0) && g.out_w() >= 8;
+    let halving = window == (2, 2, 2, 2, 0, 0) && g.out_w() >= GROUP;
     input
         .par_chunks(in_plane * per_task)
         .zip(output.par_chunks_mut(out_plane * per_task))
         .zip(argmax.par_chunks_mut(out_plane * per_task))
         .for_each(|((input, output), argmax)| {
-            with_denormals_flushed(|| {
-                let planes = input
-                    .chunks_exact(in_plane)
-                    .zip(output.chunks_exact_mut(out_plane))
-                    .zip(argmax.chunks_exact_mut(out_plane));
-                for ((x, y), a) in planes {
-                    if halving {
-                        max_plane_2x2(g.in_w, g.out_w(), x, y, a);
-                    } else {
-                        max_plane(g.in_w, &rows, &cols, x, y, a);
+            run_task(
+                #[inline(always)]
+                || {
+                    let planes = input
+                        .chunks_exact(in_plane)
+                        .zip(output.chunks_exact_mut(out_plane))
+                        .zip(argmax.chunks_exact_mut(out_plane));
+                    for ((x, y), a) in planes {
+                        if halving {
+                            max_plane_2x2(g.in_w, g.out_w(), x, y, a);
+                        } else {
+                            max_plane(g.in_w, &rows, &cols, x, y, a);
+                        }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
 /// Max pooling of one plane, any geometry.
+#[inline(always)]
 fn max_plane(
     in_w: usize,
     rows: &[(usize, usize)],
@@ -217,48 +214,72 @@ fn max_plane(
 
 /// Max pooling of one plane with 2x2 windows, stride 2, no padding: MnistNet's case.
 ///
-/// NOTE: eight windows at a time, as vector compares and blends with the same tie and NaN
-/// rule as [`beats`] (the general loop's data-dependent branches mispredict on real data).
-/// A row whose width is not a multiple of eight ends with a group overlapping the previous
-/// one, which rewrites a few outputs with the same values instead of a scalar tail; so a
-/// row needs `out_w >= 8`.
+/// NOTE: [`GROUP`] windows at a time, in straight-line code without branches (each
+/// candidate picks by [`beats`] with a select), which the compiler turns into vector
+/// compares and blends at the chosen set's width (the general loop's data-dependent
+/// branches mispredict on real data). A row whose width is not a multiple of the group
+/// ends with a group overlapping the previous one, which rewrites a few outputs with the
+/// same values instead of a scalar tail; so a row needs `out_w >= GROUP`.
+///
+/// NOTE: a plain loop over a row's outputs, left to the loop vectoriser, ran 7 times
+/// slower on MnistNet's rows of 12: a row shorter than the vector went entirely through
+/// the scalar remainder.
+#[inline(always)]
 fn max_plane_2x2(in_w: usize, out_w: usize, x: &[f32], y: &mut [f32], a: &mut [u32]) {
-    debug_assert!(out_w >= 8, "internal: rows of at least one group");
-    let offsets = [0, 1, in_w as u32, in_w as u32 + 1].map(u32x8::splat);
-    let lane = u32x8::new([0, 2, 4, 6, 8, 10, 12, 14]);
+    debug_assert!(out_w >= GROUP, "internal: rows of at least one group");
     let outputs = y.chunks_exact_mut(out_w).zip(a.chunks_exact_mut(out_w));
     for (oy, (y_row, a_row)) in outputs.enumerate() {
         let top_at = 2 * oy * in_w;
-        let (top, bottom) = x[top_at..top_at + 2 * in_w].split_at(in_w);
-        let last = (!out_w.is_multiple_of(8)).then_some(out_w - 8);
-        for ox in (0..out_w / 8).map(|g| 8 * g).chain(last) {
-            let (t_even, t_odd) = split_pairs(&top[2 * ox..2 * ox + 16]);
-            let (b_even, b_odd) = split_pairs(&bottom[2 * ox..2 * ox + 16]);
-            let (mut best, mut offset) = (t_even, offsets[0]);
-            for (v, v_offset) in [
-                (t_odd, offsets[1]),
-                (b_even, offsets[2]),
-                (b_odd, offsets[3]),
-            ] {
-                let take = v.cmp_gt(best) | (v.is_nan() & !best.is_nan());
-                best = take.blend(v, best);
-                offset = cast::<f32x8, u32x8>(take).blend(v_offset, offset);
-            }
-            let at = u32x8::splat((top_at + 2 * ox) as u32) + lane + offset;
-            y_row[ox..ox + 8].copy_from_slice(&best.to_array());
-            a_row[ox..ox + 8].copy_from_slice(&at.to_array());
+        let top = &x[top_at..top_at + 2 * out_w];
+        let bottom = &x[top_at + in_w..top_at + in_w + 2 * out_w];
+        let last = (!out_w.is_multiple_of(GROUP)).then_some(out_w - GROUP);
+        for ox in (0..out_w / GROUP).map(|g| GROUP * g).chain(last) {
+            let pairs = 2 * ox..2 * (ox + GROUP);
+            let outs = ox..ox + GROUP;
+            max_group_2x2(
+                top[pairs.clone()].try_into().expect("internal: a group"),
+                bottom[pairs].try_into().expect("internal: a group"),
+                (top_at + 2 * ox) as u32,
+                in_w as u32,
+                (&mut y_row[outs.clone()])
+                    .try_into()
+                    .expect("internal: a group"),
+                (&mut a_row[outs]).try_into().expect("internal: a group"),
+            );
         }
     }
 }
 
-/// The even- and odd-indexed elements of a group of sixteen.
+/// Windows of [`max_plane_2x2`] handled together.
+const GROUP: usize = 8;
+
+/// [`GROUP`] 2x2 windows side by side: the maxima of the pairs of `top` over the pairs of
+/// `bottom`, in window order, and their indices (`at` is the first one's, `below` the
+/// offset of the row below).
 #[inline(always)]
-fn split_pairs(group: &[f32]) -> (f32x8, f32x8) {
-    let group: &[f32; 16] = group.try_into().expect("internal: groups of 16");
-    (
-        f32x8::new(std::array::from_fn(|k| group[2 * k])),
-        f32x8::new(std::array::from_fn(|k| group[2 * k + 1])),
-    )
+fn max_group_2x2(
+    top: &[f32; 2 * GROUP],
+    bottom: &[f32; 2 * GROUP],
+    at: u32,
+    below: u32,
+    y: &mut [f32; GROUP],
+    a: &mut [u32; GROUP],
+) {
+    for k in 0..GROUP {
+        let first = at + 2 * k as u32;
+        let (mut best, mut best_at) = (top[2 * k], first);
+        for (v, v_at) in [
+            (top[2 * k + 1], first + 1),
+            (bottom[2 * k], first + below),
+            (bottom[2 * k + 1], first + below + 1),
+        ] {
+            let take = beats(v, best);
+            best = if take { v } else { best };
+            best_at = if take { v_at } else { best_at };
+        }
+        y[k] = best;
+        a[k] = best_at;
+    }
 }
 
 /// Backward of max pooling: `grad_input` (overwritten) is zero except that each
@@ -304,18 +325,21 @@ pub fn max_pool2d_backward(
         .zip(grad_output.par_chunks(out_plane * per_task))
         .zip(argmax.par_chunks(out_plane * per_task))
         .for_each(|((grad_input, grad_output), argmax)| {
-            with_denormals_flushed(|| {
-                let planes = grad_input
-                    .chunks_exact_mut(in_plane)
-                    .zip(grad_output.chunks_exact(out_plane))
-                    .zip(argmax.chunks_exact(out_plane));
-                for ((gi, go), a) in planes {
-                    gi.fill(0.0);
-                    for (&d, &at) in go.iter().zip(a) {
-                        gi[at as usize] += d;
+            run_task(
+                #[inline(always)]
+                || {
+                    let planes = grad_input
+                        .chunks_exact_mut(in_plane)
+                        .zip(grad_output.chunks_exact(out_plane))
+                        .zip(argmax.chunks_exact(out_plane));
+                    for ((gi, go), a) in planes {
+                        gi.fill(0.0);
+                        for (&d, &at) in go.iter().zip(a) {
+                            gi[at as usize] += d;
+                        }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -354,21 +378,24 @@ pub fn avg_pool2d_forward(g: &Pool2dGeometry, input: &[f32], output: &mut [f32])
         .par_chunks(in_plane * per_task)
         .zip(output.par_chunks_mut(out_plane * per_task))
         .for_each(|(input, output)| {
-            with_denormals_flushed(|| {
-                for (x, y) in input
-                    .chunks_exact(in_plane)
-                    .zip(output.chunks_exact_mut(out_plane))
-                {
-                    for (&(y0, y1), y_row) in rows.iter().zip(y.chunks_exact_mut(cols.len())) {
-                        for (&(x0, x1), out) in cols.iter().zip(y_row) {
-                            let total: f32 = (y0..y1)
-                                .map(|iy| x[iy * g.in_w..][x0..x1].iter().sum::<f32>())
-                                .sum();
-                            *out = total * inv_area;
+            run_task(
+                #[inline(always)]
+                || {
+                    for (x, y) in input
+                        .chunks_exact(in_plane)
+                        .zip(output.chunks_exact_mut(out_plane))
+                    {
+                        for (&(y0, y1), y_row) in rows.iter().zip(y.chunks_exact_mut(cols.len())) {
+                            for (&(x0, x1), out) in cols.iter().zip(y_row) {
+                                let total: f32 = (y0..y1)
+                                    .map(|iy| x[iy * g.in_w..][x0..x1].iter().sum::<f32>())
+                                    .sum();
+                                *out = total * inv_area;
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -406,24 +433,27 @@ pub fn avg_pool2d_backward(g: &Pool2dGeometry, grad_output: &[f32], grad_input: 
         .par_chunks_mut(in_plane * per_task)
         .zip(grad_output.par_chunks(out_plane * per_task))
         .for_each(|(grad_input, grad_output)| {
-            with_denormals_flushed(|| {
-                for (gi, go) in grad_input
-                    .chunks_exact_mut(in_plane)
-                    .zip(grad_output.chunks_exact(out_plane))
-                {
-                    gi.fill(0.0);
-                    for (&(y0, y1), go_row) in rows.iter().zip(go.chunks_exact(cols.len())) {
-                        for (&(x0, x1), &d) in cols.iter().zip(go_row) {
-                            let share = d * inv_area;
-                            for iy in y0..y1 {
-                                gi[iy * g.in_w..][x0..x1]
-                                    .iter_mut()
-                                    .for_each(|v| *v += share);
+            run_task(
+                #[inline(always)]
+                || {
+                    for (gi, go) in grad_input
+                        .chunks_exact_mut(in_plane)
+                        .zip(grad_output.chunks_exact(out_plane))
+                    {
+                        gi.fill(0.0);
+                        for (&(y0, y1), go_row) in rows.iter().zip(go.chunks_exact(cols.len())) {
+                            for (&(x0, x1), &d) in cols.iter().zip(go_row) {
+                                let share = d * inv_area;
+                                for iy in y0..y1 {
+                                    gi[iy * g.in_w..][x0..x1]
+                                        .iter_mut()
+                                        .for_each(|v| *v += share);
+                                }
                             }
                         }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -462,11 +492,14 @@ pub fn global_avg_pool2d_forward(
         .par_chunks(plane * per_task)
         .zip(output.par_chunks_mut(per_task))
         .for_each(|(input, output)| {
-            with_denormals_flushed(|| {
-                for (x, out) in input.chunks_exact(plane).zip(output) {
-                    *out = (sum_f64(x) * inv_plane) as f32;
-                }
-            });
+            run_task(
+                #[inline(always)]
+                || {
+                    for (x, out) in input.chunks_exact(plane).zip(output) {
+                        *out = (sum_f64(x) * inv_plane) as f32;
+                    }
+                },
+            );
         });
 }
 
@@ -501,16 +534,20 @@ pub fn global_avg_pool2d_backward(
         .par_chunks_mut(plane * per_task)
         .zip(grad_output.par_chunks(per_task))
         .for_each(|(grad_input, grad_output)| {
-            with_denormals_flushed(|| {
-                for (gi, &d) in grad_input.chunks_exact_mut(plane).zip(grad_output) {
-                    gi.fill(d * inv_plane);
-                }
-            });
+            run_task(
+                #[inline(always)]
+                || {
+                    for (gi, &d) in grad_input.chunks_exact_mut(plane).zip(grad_output) {
+                        gi.fill(d * inv_plane);
+                    }
+                },
+            );
         });
 }
 
 /// Sum in `f64` over eight independent lanes, so the additions pipeline (and vectorise)
 /// instead of waiting on one running total.
+#[inline(always)]
 fn sum_f64(x: &[f32]) -> f64 {
     let mut lanes = [0.0_f64; 8];
     let mut chunks = x.chunks_exact(8);

@@ -1,4 +1,6 @@
-//! GELU and its derivative on `f32x8` lanes, through the standard normal distribution.
+//! GELU and its derivative for one element, through the standard normal distribution,
+//! written for the vectorising loops of the elementwise drivers (no branches, no library
+//! calls).
 //!
 //! `gelu(x) = x * Phi(x)` with `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, the exact form
 //! PyTorch's `nn.GELU()` computes, and `gelu'(x) = Phi(x) + x * phi(x)` with the density
@@ -18,7 +20,7 @@
 //! than the function.
 
 use crate::elementwise::math::exp;
-use wide::{CmpGt, f32x8};
+use std::f32::consts::FRAC_1_SQRT_2;
 
 /// `P` in `t = 1 / (1 + P z)`, chosen with the fit.
 const P: f32 = 0.415;
@@ -39,35 +41,34 @@ const R: [f32; 9] = [
 /// `1 / sqrt(2 pi)`.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-/// `(Phi(x), e^(-x^2 / 2))` lane-wise.
+/// `(Phi(x), e^(-x^2 / 2))`.
 #[inline(always)]
-fn normal_cdf_and_kernel(x: f32x8) -> (f32x8, f32x8) {
-    let z = x.abs() * f32x8::FRAC_1_SQRT_2;
-    let t = f32x8::ONE / z.mul_add(f32x8::splat(P), f32x8::ONE);
-    let mut r = f32x8::splat(R[R.len() - 1]);
+fn normal_cdf_and_kernel(x: f32) -> (f32, f32) {
+    let z = x.abs() * FRAC_1_SQRT_2;
+    let t = 1.0 / (z * P + 1.0);
+    let mut r = R[R.len() - 1];
     for &c in R[..R.len() - 1].iter().rev() {
-        r = r.mul_add(t, f32x8::splat(c));
+        r = r * t + c;
     }
     let kernel = exp(x * x * -0.5);
     let lower_tail = kernel * r * 0.5;
-    let cdf = x
-        .cmp_gt(f32x8::ZERO)
-        .blend(f32x8::ONE - lower_tail, lower_tail);
+    let cdf = if x > 0.0 {
+        1.0 - lower_tail
+    } else {
+        lower_tail
+    };
     (cdf, kernel)
 }
 
-/// `gelu(x) = x * Phi(x)` lane-wise.
+/// `gelu(x) = x * Phi(x)`.
 #[inline(always)]
-pub(super) fn gelu(x: f32x8) -> f32x8 {
+pub(super) fn gelu(x: f32) -> f32 {
     x * normal_cdf_and_kernel(x).0
 }
 
-/// `(gelu(x), gelu'(x))` lane-wise, `gelu'(x) = Phi(x) + x * phi(x)`.
+/// `(gelu(x), gelu'(x))`, `gelu'(x) = Phi(x) + x * phi(x)`.
 #[inline(always)]
-pub(super) fn gelu_and_derivative(x: f32x8) -> (f32x8, f32x8) {
+pub(super) fn gelu_and_derivative(x: f32) -> (f32, f32) {
     let (cdf, kernel) = normal_cdf_and_kernel(x);
-    (
-        x * cdf,
-        (x * kernel).mul_add(f32x8::splat(FRAC_1_SQRT_2PI), cdf),
-    )
+    (x * cdf, (x * kernel) * FRAC_1_SQRT_2PI + cdf)
 }

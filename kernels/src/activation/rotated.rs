@@ -12,7 +12,6 @@
 use super::gelu::{gelu, gelu_and_derivative};
 use super::{pass_where_positive, relu};
 use crate::elementwise::{ChannelShape, map_reduce_channels};
-use wide::f32x8;
 
 /// Asserts the lengths of a rotated forward's slices.
 #[track_caller]
@@ -56,9 +55,15 @@ pub fn rotated_relu_forward(
         plane,
     };
     check_forward("rotated_relu_forward", shape, x, slope, y);
-    map_reduce_channels(shape, [x], Some(slope), [y], None, |[x], s| {
-        ([s * relu(x)], f32x8::ZERO)
-    });
+    map_reduce_channels(
+        shape,
+        [x],
+        Some(slope),
+        [y],
+        None,
+        #[inline(always)]
+        |[x], s| ([s * relu(x)], 0.0),
+    );
 }
 
 /// Rotated ReLU backward, fused into one pass over `x` and `grad_y`:
@@ -96,6 +101,7 @@ pub fn rotated_relu_backward(
         Some(slope),
         [grad_x],
         Some(grad_slope),
+        #[inline(always)]
         |[x, g], s| ([pass_where_positive(x, s * g)], relu(x) * g),
     );
 }
@@ -121,9 +127,15 @@ pub fn rotated_gelu_forward(
         plane,
     };
     check_forward("rotated_gelu_forward", shape, x, slope, y);
-    map_reduce_channels(shape, [x], Some(slope), [y], None, |[x], s| {
-        ([s * gelu(x)], f32x8::ZERO)
-    });
+    map_reduce_channels(
+        shape,
+        [x],
+        Some(slope),
+        [y],
+        None,
+        #[inline(always)]
+        |[x], s| ([s * gelu(x)], 0.0),
+    );
 }
 
 /// Rotated GELU backward, fused into one pass over `x` and `grad_y`:
@@ -161,6 +173,7 @@ pub fn rotated_gelu_backward(
         Some(slope),
         [grad_x],
         Some(grad_slope),
+        #[inline(always)]
         |[x, g], s| {
             let (value, derivative) = gelu_and_derivative(x);
             ([s * derivative * g], value * g)

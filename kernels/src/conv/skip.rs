@@ -24,7 +24,6 @@ use super::implicit::{self, MicroKernel};
 use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
-use crate::packed_linear::PackedLinear;
 use crate::parallel::for_each_task;
 use crate::simd;
 use crate::skip::{ActiveChannels, Epilogue};
@@ -50,8 +49,6 @@ pub struct SkipScratch {
     pub(crate) gathered: Vec<f32>,
     pub(crate) product: Vec<f32>,
     pub(crate) offsets: Vec<usize>,
-    /// The active part of a linear layer, packed per call for the AVX-512 kernel.
-    pub(crate) linear: Option<Box<PackedLinear>>,
 }
 
 impl SkipScratch {
@@ -63,7 +60,6 @@ impl SkipScratch {
             gathered: Vec::new(),
             product: Vec::new(),
             offsets: Vec::new(),
-            linear: None,
         }
     }
 }

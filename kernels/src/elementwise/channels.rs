@@ -3,9 +3,8 @@
 //! kernel (these helpers, the rotated activations) runs on, and the helpers themselves.
 
 use super::PARTIAL_TERMS;
-use super::lanes::{LANES, for_each_chunk, keep_lanes, load_all, load_n, store_n};
+use super::lanes::{gather, map_sum, window};
 use super::tasks::{items_per_task, run_tasks};
-use wide::f32x8;
 
 /// The sizes of a `[batch, channels, plane]` array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,29 +51,32 @@ impl ChannelShape {
 
 /// Planes smaller than this go through the row path of [`map_reduce_channels`].
 ///
-/// NOTE: a plane of `p` elements costs `ceil(p / 8)` vector steps, so below 16 elements
-/// (and above all at `plane == 1`, an `[N, C]` matrix) most lanes of the last step would
-/// be padding; the row path vectorises across channels instead.
+/// NOTE: below 16 elements (and above all at `plane == 1`, an `[N, C]` matrix) a plane is
+/// shorter than a vector or two, so most of its loop would be the scalar tail; the row path
+/// vectorises across channels instead.
 const SMALL_PLANE: usize = 16;
 
-/// The driver of every per-channel kernel. For each element `(n, c, p)`, with `s` the
-/// lanes of `param[c]` (zero when `param` is `None`):
+/// The driver of every per-channel kernel. For each element `(n, c, p)`, with `s =
+/// param[c]` (zero when `param` is `None`):
 /// `(o, t) = op([inputs[k][n, c, p] for k], s)`; `outs[m][n, c, p] = o[m]`; and
 /// `sums[c] = sum over (n, p) of t`.
 ///
 /// `outs` and `sums` are overwritten. Every input and output has `shape.len()` elements;
-/// `param` and `sums` have `shape.channels` (the public callers check).
+/// `param` and `sums` have `shape.channels` (the public callers check). `op` must be
+/// `#[inline(always)]` (see [`lanes`](super::lanes)).
 ///
 /// Work is split by the sizes alone (groups of whole planes, or of whole images when planes
 /// are small). Sums are kept as `f32` partial sums of at most 32 terms, added in `f64` in
-/// image order, so `sums` is accurate and does not depend on the number of threads.
+/// image order, so `sums` is accurate and depends neither on the number of threads nor on
+/// the instruction set.
+#[inline(always)]
 pub(crate) fn map_reduce_channels<const N: usize, const M: usize>(
     shape: ChannelShape,
     inputs: [&[f32]; N],
     param: Option<&[f32]>,
     outs: [&mut [f32]; M],
     sums: Option<&mut [f32]>,
-    op: impl Fn([f32x8; N], f32x8) -> ([f32x8; M], f32x8) + Sync,
+    op: impl Fn([f32; N], f32) -> ([f32; M], f32) + Sync,
 ) {
     let len = shape.len();
     debug_assert!(
@@ -114,36 +116,52 @@ fn split_outputs<const M: usize>(
         .collect()
 }
 
-/// One pass over a run of `len` elements: `params(start, n)` gives the parameter lanes of
-/// the chunk of `n` elements at `start`, and `sink(start, n, t)` receives its summands
-/// (padding lanes zeroed).
+/// One pass over a run of elements: `outs[m][i] = o[m]` and, if `sums` is given,
+/// `sums[i] += t`, where `(o, t) = op(inputs[..][i], params(i))`.
 #[inline(always)]
 fn run<const N: usize, const M: usize>(
-    len: usize,
     inputs: [&[f32]; N],
     mut outs: [&mut [f32]; M],
-    params: impl Fn(usize, usize) -> f32x8,
-    op: &impl Fn([f32x8; N], f32x8) -> ([f32x8; M], f32x8),
-    mut sink: impl FnMut(usize, usize, f32x8),
+    params: impl Fn(usize) -> f32,
+    op: &impl Fn([f32; N], f32) -> ([f32; M], f32),
+    sums: Option<&mut [f32]>,
 ) {
-    for_each_chunk(len, |start, n| {
-        let (values, summand) = op(load_all(&inputs, start, n), params(start, n));
-        for (out, v) in outs.iter_mut().zip(values) {
-            store_n(v, out, start, n);
+    let len = inputs.first().map_or(0, |s| s.len());
+    for out in outs.iter_mut() {
+        // NOTE: the same length for every slice lets the compiler drop the bounds checks.
+        *out = &mut std::mem::take(out)[..len];
+    }
+    match sums.map(|s| &mut s[..len]) {
+        Some(sums) => {
+            for (i, t) in sums.iter_mut().enumerate() {
+                let (values, summand) = op(gather(&inputs, i), params(i));
+                for (out, v) in outs.iter_mut().zip(values) {
+                    out[i] = v;
+                }
+                *t += summand;
+            }
         }
-        sink(start, n, keep_lanes(summand, n));
-    });
+        None => {
+            for i in 0..len {
+                let (values, _) = op(gather(&inputs, i), params(i));
+                for (out, v) in outs.iter_mut().zip(values) {
+                    out[i] = v;
+                }
+            }
+        }
+    }
 }
 
 /// The path for planes of at least [`SMALL_PLANE`] elements: tasks of whole planes, the
 /// parameter a constant per plane, one partial sum per plane.
+#[inline(always)]
 fn by_planes<const N: usize, const M: usize>(
     shape: ChannelShape,
     inputs: [&[f32]; N],
     param: Option<&[f32]>,
     outs: [&mut [f32]; M],
     sums: Option<&mut [f32]>,
-    op: &(impl Fn([f32x8; N], f32x8) -> ([f32x8; M], f32x8) + Sync),
+    op: &(impl Fn([f32; N], f32) -> ([f32; M], f32) + Sync),
 ) {
     let ChannelShape {
         batch,
@@ -159,36 +177,42 @@ fn by_planes<const N: usize, const M: usize>(
         .into_iter()
         .map(|outs| (outs, partial_parts.next()))
         .collect();
-    run_tasks(work, shape.len(), |task, (mut outs, mut partial)| {
-        let first = task * per_task;
-        for q in first..(first + per_task).min(planes) {
-            let s = f32x8::splat(param.map_or(0.0, |p| p[q % channels]));
-            let at = (q - first) * plane;
-            let plane_inputs = inputs.map(|x| &x[q * plane..(q + 1) * plane]);
-            let plane_outs = outs.each_mut().map(|o| &mut o[at..at + plane]);
-            match partial.as_deref_mut() {
-                Some(partial) => {
-                    let (mut acc, mut total) = (f32x8::ZERO, 0.0_f64);
-                    run(
-                        plane,
-                        plane_inputs,
-                        plane_outs,
-                        |_, _| s,
-                        op,
-                        |start, len, t| {
-                            acc += t;
-                            if (start + len) % (LANES * PARTIAL_TERMS) == 0 {
-                                total += f64::from(acc.reduce_add());
-                                acc = f32x8::ZERO;
-                            }
-                        },
-                    );
-                    partial[q - first] = total + f64::from(acc.reduce_add());
+    run_tasks(
+        work,
+        shape.len(),
+        #[inline(always)]
+        |task, (mut outs, partial)| {
+            let first = task * per_task;
+            let count = per_task.min(planes - first);
+            let task_inputs = window(inputs, first * plane, count * plane);
+            let mut task_outs = outs.each_mut().map(|o| &mut o[..count * plane]);
+            let s = |q: usize| param.map_or(0.0, |p| p[(first + q) % channels]);
+            match partial {
+                Some(partial) => map_sum(
+                    task_inputs,
+                    task_outs,
+                    (count, plane),
+                    s,
+                    #[inline(always)]
+                    |values, s| {
+                        let (o, t) = op(values, s);
+                        (o, [t])
+                    },
+                    |q, [total]| partial[q] = total,
+                ),
+                None => {
+                    for q in 0..count {
+                        let plane_outs = task_outs
+                            .each_mut()
+                            .map(|o| &mut o[q * plane..(q + 1) * plane]);
+                        let plane_inputs = window(task_inputs, q * plane, plane);
+                        let s = s(q);
+                        run(plane_inputs, plane_outs, |_| s, op, None);
+                    }
                 }
-                None => run(plane, plane_inputs, plane_outs, |_, _| s, op, |_, _, _| {}),
             }
-        }
-    });
+        },
+    );
     if let Some(sums) = sums {
         add_partials(partials.chunks_exact(channels), sums);
     }
@@ -210,13 +234,14 @@ fn add_partials<'a>(parts: impl Iterator<Item = &'a [f64]>, sums: &mut [f32]) {
 /// The path for planes below [`SMALL_PLANE`] elements: tasks of whole images, each image a
 /// row of `channels * plane` elements vectorised across channels, with the parameter
 /// expanded to one value per element of the row.
+#[inline(always)]
 fn by_rows<const N: usize, const M: usize>(
     shape: ChannelShape,
     inputs: [&[f32]; N],
     param: Option<&[f32]>,
     outs: [&mut [f32]; M],
     sums: Option<&mut [f32]>,
-    op: &(impl Fn([f32x8; N], f32x8) -> ([f32x8; M], f32x8) + Sync),
+    op: &(impl Fn([f32; N], f32) -> ([f32; M], f32) + Sync),
 ) {
     let ChannelShape {
         batch,
@@ -232,32 +257,35 @@ fn by_rows<const N: usize, const M: usize>(
     let tasks = batch.div_ceil(per_task);
     let want_sums = sums.is_some();
     let work = split_outputs(outs, per_task * row, tasks);
-    let partials = run_tasks(work, shape.len(), |task, mut outs| {
-        let first = task * per_task;
-        let mut acc = vec![0.0_f32; if want_sums { row } else { 0 }];
-        let mut totals = vec![0.0_f64; acc.len()];
-        for image in first..(first + per_task).min(batch) {
-            let at = (image - first) * row;
-            let row_inputs = inputs.map(|x| &x[image * row..(image + 1) * row]);
-            let row_outs = outs.each_mut().map(|o| &mut o[at..at + row]);
-            let params = |start, len| load_n(&expanded, start, len);
-            if want_sums {
-                run(row, row_inputs, row_outs, params, op, |start, len, t| {
-                    store_n(load_n(&acc, start, len) + t, &mut acc, start, len);
-                });
-                if (image - first + 1).is_multiple_of(PARTIAL_TERMS) {
-                    flush(&mut acc, &mut totals);
+    let partials = run_tasks(
+        work,
+        shape.len(),
+        #[inline(always)]
+        |task, mut outs| {
+            let first = task * per_task;
+            let mut acc = vec![0.0_f32; if want_sums { row } else { 0 }];
+            let mut totals = vec![0.0_f64; acc.len()];
+            let params = &expanded[..row];
+            for image in first..(first + per_task).min(batch) {
+                let at = (image - first) * row;
+                let row_inputs = window(inputs, image * row, row);
+                let row_outs = outs.each_mut().map(|o| &mut o[at..at + row]);
+                if want_sums {
+                    run(row_inputs, row_outs, |j| params[j], op, Some(&mut acc));
+                    if (image - first + 1).is_multiple_of(PARTIAL_TERMS) {
+                        flush(&mut acc, &mut totals);
+                    }
+                } else {
+                    run(row_inputs, row_outs, |j| params[j], op, None);
                 }
-            } else {
-                run(row, row_inputs, row_outs, params, op, |_, _, _| {});
             }
-        }
-        flush(&mut acc, &mut totals);
-        totals
-            .chunks_exact(plane)
-            .map(|per_channel| per_channel.iter().sum::<f64>())
-            .collect::<Vec<f64>>()
-    });
+            flush(&mut acc, &mut totals);
+            totals
+                .chunks_exact(plane)
+                .map(|per_channel| per_channel.iter().sum::<f64>())
+                .collect::<Vec<f64>>()
+        },
+    );
     if let Some(sums) = sums {
         add_partials(partials.iter().map(Vec::as_slice), sums);
     }
@@ -292,9 +320,15 @@ pub fn mul_channels(
     shape.check("mul_channels", "x", x.len());
     shape.check("mul_channels", "out", out.len());
     shape.check_channels("mul_channels", "scale", scale.len());
-    map_reduce_channels(shape, [x], Some(scale), [out], None, |[x], s| {
-        ([x * s], f32x8::ZERO)
-    });
+    map_reduce_channels(
+        shape,
+        [x],
+        Some(scale),
+        [out],
+        None,
+        #[inline(always)]
+        |[x], s| ([x * s], 0.0),
+    );
 }
 
 /// `out[n, c, p] = x[n, c, p] + bias[c]` on a `[batch, channels, plane]` array.
@@ -318,9 +352,15 @@ pub fn add_channels(
     shape.check("add_channels", "x", x.len());
     shape.check("add_channels", "out", out.len());
     shape.check_channels("add_channels", "bias", bias.len());
-    map_reduce_channels(shape, [x], Some(bias), [out], None, |[x], b| {
-        ([x + b], f32x8::ZERO)
-    });
+    map_reduce_channels(
+        shape,
+        [x],
+        Some(bias),
+        [out],
+        None,
+        #[inline(always)]
+        |[x], b| ([x + b], 0.0),
+    );
 }
 
 /// `out[c] = sum over (n, p) of x[n, c, p]` on a `[batch, channels, plane]` array (`out`
@@ -337,7 +377,15 @@ pub fn sum_channels(batch: usize, channels: usize, plane: usize, x: &[f32], out:
     };
     shape.check("sum_channels", "x", x.len());
     shape.check_channels("sum_channels", "out", out.len());
-    map_reduce_channels(shape, [x], None, [], Some(out), |[x], _| ([], x));
+    map_reduce_channels(
+        shape,
+        [x],
+        None,
+        [],
+        Some(out),
+        #[inline(always)]
+        |[x], _| ([], x),
+    );
 }
 
 /// `out[c] = sum over (n, p) of a[n, c, p] * b[n, c, p]` on `[batch, channels, plane]`
@@ -362,13 +410,20 @@ pub fn dot_channels(
     shape.check("dot_channels", "a", a.len());
     shape.check("dot_channels", "b", b.len());
     shape.check_channels("dot_channels", "out", out.len());
-    map_reduce_channels(shape, [a, b], None, [], Some(out), |[a, b], _| ([], a * b));
+    map_reduce_channels(
+        shape,
+        [a, b],
+        None,
+        [],
+        Some(out),
+        #[inline(always)]
+        |[a, b], _| ([], a * b),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::{ChannelShape, map_reduce_channels};
-    use wide::f32x8;
 
     /// A summand that is not zero at zero: the padding lanes of partial chunks would be
     /// counted if the driver did not drop them.
@@ -383,7 +438,7 @@ mod tests {
             let x = vec![0.0; shape.len()];
             let mut counts = vec![f32::NAN; channels];
             map_reduce_channels(shape, [&x[..]], None, [], Some(&mut counts), |_, _| {
-                ([], f32x8::ONE)
+                ([], 1.0)
             });
             assert_eq!(counts, vec![(batch * plane) as f32; channels], "{shape:?}");
         }

@@ -1,14 +1,11 @@
 //! Sums, the dot product, and sums and maxima along one axis.
 
-use super::lanes::{LANES, for_each_chunk, load, load_n, store_n, sum_run, update_run};
+use super::lanes::{map_sum, update_run, window};
 use super::tasks::{items_per_task, run_tasks};
 use super::{PARTIAL_TERMS, TASK_LEN, assert_same_len};
-use bytemuck::cast;
-use wide::{CmpEq, CmpGt, f32x8, i32x8};
 
-/// Elements summed in `f32`, as 32 partial sums (four vectors) of [`PARTIAL_TERMS`] terms
-/// each, before the run's sum joins an `f64` total.
-const RUN: usize = 4 * LANES * PARTIAL_TERMS;
+/// Lanes of [`row_max`]: element `l` of a row is compared within lane `l % MAX_LANES`.
+const MAX_LANES: usize = 16;
 
 /// Columns of the `[len, inner]` slab that one work item of an axis reduction covers.
 ///
@@ -16,30 +13,42 @@ const RUN: usize = 4 * LANES * PARTIAL_TERMS;
 /// segment is still long enough for the hardware prefetcher.
 const TILE: usize = 256;
 
-/// `sum over i of term(inputs[0][i], ...)` on the calling thread, by runs of [`RUN`].
-fn run_sums<const N: usize>(inputs: [&[f32]; N], term: &impl Fn([f32x8; N]) -> f32x8) -> f64 {
+/// `sum over i of term(inputs[0][i], ...)` on the calling thread, as [`map_sum`] adds
+/// (`f32` partial sums of at most 32 terms, added in `f64`).
+#[inline(always)]
+pub(crate) fn sum_terms<const N: usize>(
+    inputs: [&[f32]; N],
+    term: impl Fn([f32; N]) -> f32,
+) -> f64 {
     let len = inputs.first().map_or(0, |s| s.len());
-    (0..len)
-        .step_by(RUN)
-        .map(|start| {
-            let end = (start + RUN).min(len);
-            f64::from(sum_run(inputs.map(|s| &s[start..end]), term))
-        })
-        .sum()
+    let mut total = 0.0;
+    map_sum(
+        inputs,
+        [],
+        (1, len),
+        |_| (),
+        #[inline(always)]
+        |values, ()| ([], [term(values)]),
+        |_, [sum]| total = sum,
+    );
+    total
 }
 
 /// `sum over i of term(...)`, in tasks of [`TASK_LEN`] elements whose partial sums are
 /// added in order.
-fn blocked_sum<const N: usize>(
-    inputs: [&[f32]; N],
-    term: impl Fn([f32x8; N]) -> f32x8 + Sync,
-) -> f32 {
+#[inline(always)]
+fn blocked_sum<const N: usize>(inputs: [&[f32]; N], term: impl Fn([f32; N]) -> f32 + Sync) -> f32 {
     let len = inputs.first().map_or(0, |s| s.len());
-    let partials = run_tasks(vec![(); len.div_ceil(TASK_LEN)], len, |task, ()| {
-        let start = task * TASK_LEN;
-        let end = (start + TASK_LEN).min(len);
-        run_sums(inputs.map(|s| &s[start..end]), &term)
-    });
+    let tasks = vec![(); len.div_ceil(TASK_LEN)];
+    let partials = run_tasks(
+        tasks,
+        len,
+        #[inline(always)]
+        |task, ()| {
+            let start = task * TASK_LEN;
+            sum_terms(window(inputs, start, TASK_LEN.min(len - start)), &term)
+        },
+    );
     partials.iter().sum::<f64>() as f32
 }
 
@@ -47,9 +56,14 @@ fn blocked_sum<const N: usize>(
 ///
 /// Accurate: runs of 1024 elements are summed in `f32` over 32 independent partial sums
 /// and the run sums in `f64`, so the error stays within a few units in the last place of
-/// `sum |x[i]|` for any length, and the result does not depend on the number of threads.
+/// `sum |x[i]|` for any length, and the result depends neither on the number of threads
+/// nor on the instruction set.
 pub fn sum(x: &[f32]) -> f32 {
-    blocked_sum([x], |[x]| x)
+    blocked_sum(
+        [x],
+        #[inline(always)]
+        |[x]| x,
+    )
 }
 
 /// `sum over i of a[i] * b[i]` (0 for empty slices), accumulated as [`sum`] is.
@@ -58,7 +72,11 @@ pub fn sum(x: &[f32]) -> f32 {
 /// If `a` and `b` differ in length.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_same_len("dot", ("a", a.len()), ("b", b.len()));
-    blocked_sum([a, b], |[a, b]| a * b)
+    blocked_sum(
+        [a, b],
+        #[inline(always)]
+        |[a, b]| a * b,
+    )
 }
 
 /// `outer * len * inner`, checked.
@@ -108,22 +126,28 @@ pub fn sum_axis(outer: usize, len: usize, inner: usize, x: &[f32], out: &mut [f3
         .flat_map(|row| row.chunks_mut(TILE))
         .enumerate();
     let groups = group(tiles, items_per_task(len * inner.min(TILE)));
-    run_tasks(groups, total, |_, group| {
-        for (t, tile) in group {
-            let (o, i0) = (t / per_row, t % per_row * TILE);
-            let slab = &x[o * len * inner..(o + 1) * len * inner];
-            if inner == 1 {
-                tile[0] = run_sums([slab], &|[v]| v) as f32;
-            } else {
-                column_sums(slab, inner, i0, tile);
+    run_tasks(
+        groups,
+        total,
+        #[inline(always)]
+        |_, group| {
+            for (t, tile) in group {
+                let (o, i0) = (t / per_row, t % per_row * TILE);
+                let slab = &x[o * len * inner..(o + 1) * len * inner];
+                if inner == 1 {
+                    tile[0] = sum_terms([slab], |[v]| v) as f32;
+                } else {
+                    column_sums(slab, inner, i0, tile);
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// `tile[j] = sum over l of slab[l, i0 + j]` for a `[len, inner]` slab: blocks of
 /// [`PARTIAL_TERMS`] rows are added in `f32` (vectorised along the row), and the block
 /// sums in `f64`.
+#[inline(always)]
 fn column_sums(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32]) {
     let width = tile.len();
     let row = |l: usize| &slab[l * inner + i0..l * inner + i0 + width];
@@ -148,16 +172,12 @@ fn column_sums(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32]) {
 
 /// `v > best`, where NaN counts as greater than every number (so a maximum propagates NaN,
 /// as PyTorch's does).
+///
+/// NOTE: `|` and `&`, not `||` and `&&`, whose short circuits are branches: they kept the
+/// compiler from vectorising straight-line code and mispredict in scalar loops.
 #[inline(always)]
-fn beats(v: f32x8, best: f32x8) -> f32x8 {
-    // NOTE: `is_nan`, not `cmp_ne(v, v)`: `wide`'s `cmp_ne` is an unordered comparison on
-    // SSE but an ordered one on AVX, so it misses NaN in AVX builds.
-    v.cmp_gt(best) | (v.is_nan() & best.cmp_eq(best))
-}
-
-/// Scalar [`beats`].
-fn beats_scalar(v: f32, best: f32) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
+pub(crate) fn beats(v: f32, best: f32) -> bool {
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
 /// `x` seen as `[outer, len, inner]` (row-major): `out[o, i] = max over l of x[o, l, i]`
@@ -203,51 +223,61 @@ pub fn max_axis(
         .flat_map(|row| row.chunks_mut(TILE));
     let tiles = out_tiles.zip(arg_tiles).enumerate();
     let groups = group(tiles, items_per_task(len * inner.min(TILE)));
-    run_tasks(groups, total, |_, group| {
-        for (t, (tile, arg_tile)) in group {
-            let (o, i0) = (t / per_row, t % per_row * TILE);
-            let slab = &x[o * len * inner..(o + 1) * len * inner];
-            if inner == 1 {
-                let (value, index) = row_max(slab);
-                tile[0] = value;
-                arg_tile[0] = index;
-            } else {
-                column_max(slab, inner, i0, tile, arg_tile);
+    run_tasks(
+        groups,
+        total,
+        #[inline(always)]
+        |_, group| {
+            for (t, (tile, arg_tile)) in group {
+                let (o, i0) = (t / per_row, t % per_row * TILE);
+                let slab = &x[o * len * inner..(o + 1) * len * inner];
+                if inner == 1 {
+                    let (value, index) = row_max(slab);
+                    tile[0] = value;
+                    arg_tile[0] = index;
+                } else {
+                    column_max(slab, inner, i0, tile, arg_tile);
+                }
             }
-        }
-    });
+        },
+    );
 }
 
-/// The maximum of a non-empty row and the index of its first occurrence: each lane keeps
-/// the first maximum of its own elements, the lanes are then merged (lower index wins a
-/// tie), and the last partial chunk is scanned scalar.
+/// The maximum of a non-empty row and the index of its first occurrence: lane `j` keeps
+/// the first maximum of the elements `l` with `l % MAX_LANES == j`, then the lanes are
+/// merged (lower index wins a tie), and the elements after the last whole group of lanes
+/// are scanned one by one.
+#[inline(always)]
 fn row_max(row: &[f32]) -> (f32, u32) {
-    let full = row.len() - row.len() % LANES;
+    let full = row.len() - row.len() % MAX_LANES;
     let (mut best, mut at, mut rest) = (row[0], 0_u32, 1);
     if full > 0 {
-        let mut best_lanes = load(row);
-        let mut index = i32x8::from([0, 1, 2, 3, 4, 5, 6, 7]);
-        let mut at_lanes = index;
-        for start in (LANES..full).step_by(LANES) {
-            index += i32x8::splat(LANES as i32);
-            let v = load(&row[start..]);
-            let take = beats(v, best_lanes);
-            best_lanes = take.blend(v, best_lanes);
-            at_lanes = cast::<_, i32x8>(take).blend(index, at_lanes);
+        let mut best_lanes = [0.0_f32; MAX_LANES];
+        best_lanes.copy_from_slice(&row[..MAX_LANES]);
+        let mut at_lanes: [u32; MAX_LANES] = std::array::from_fn(|j| j as u32);
+        for start in (MAX_LANES..full).step_by(MAX_LANES) {
+            let group = &row[start..start + MAX_LANES];
+            for (j, ((b, a), &v)) in best_lanes
+                .iter_mut()
+                .zip(&mut at_lanes)
+                .zip(group)
+                .enumerate()
+            {
+                let take = beats(v, *b);
+                *b = if take { v } else { *b };
+                *a = if take { (start + j) as u32 } else { *a };
+            }
         }
-        // NOTE: lane indices are stored as i32 bit patterns of u32 indices.
-        let values = best_lanes.to_array();
-        let indices = cast::<_, [u32; LANES]>(at_lanes);
-        (best, at) = (values[0], indices[0]);
-        for (&v, &i) in values.iter().zip(&indices).skip(1) {
-            if beats_scalar(v, best) || (!beats_scalar(best, v) && i < at) {
+        (best, at) = (best_lanes[0], at_lanes[0]);
+        for (&v, &i) in best_lanes.iter().zip(&at_lanes).skip(1) {
+            if beats(v, best) || (!beats(best, v) && i < at) {
                 (best, at) = (v, i);
             }
         }
         rest = full;
     }
     for (l, &v) in row.iter().enumerate().skip(rest) {
-        if beats_scalar(v, best) {
+        if beats(v, best) {
             (best, at) = (v, l as u32);
         }
     }
@@ -256,6 +286,7 @@ fn row_max(row: &[f32]) -> (f32, u32) {
 
 /// `tile[j] = max over l of slab[l, i0 + j]` and `arg_tile[j]` its first `l`, for a
 /// `[len, inner]` slab.
+#[inline(always)]
 fn column_max(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32], arg_tile: &mut [u32]) {
     let width = tile.len();
     let row = |l: usize| &slab[l * inner + i0..l * inner + i0 + width];
@@ -263,17 +294,11 @@ fn column_max(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32], arg_tile:
     arg_tile.fill(0);
     for l in 1..slab.len() / inner {
         let values = row(l);
-        // NOTE: u32 indices travel in i32 lanes as bit patterns; `blend` only selects bits.
-        let index = i32x8::splat(l as u32 as i32);
-        for_each_chunk(width, |start, n| {
-            let v = load_n(values, start, n);
-            let best = load_n(tile, start, n);
-            let take = beats(v, best);
-            store_n(take.blend(v, best), tile, start, n);
-            let mut at = [0_u32; LANES];
-            at[..n].copy_from_slice(&arg_tile[start..start + n]);
-            let at = cast::<_, i32x8>(take).blend(index, cast(at));
-            arg_tile[start..start + n].copy_from_slice(&cast::<_, [u32; LANES]>(at)[..n]);
-        });
+        let index = l as u32;
+        for ((b, a), &v) in tile.iter_mut().zip(arg_tile.iter_mut()).zip(values) {
+            let take = beats(v, *b);
+            *b = if take { v } else { *b };
+            *a = if take { index } else { *a };
+        }
     }
 }

@@ -1,19 +1,39 @@
-//! The packed linear layer against the plain definition, on sizes that are not multiples of
-//! the vector width or of the feature block, at every batch size the kernel tiles
-//! differently, on one thread and on two (both ways of splitting the work). Inputs are small
-//! integers, so every sum is exact whatever its order.
+//! The packed linear layer against the plain definition, on every instruction set this CPU
+//! runs: sizes that are not multiples of the vector width or of the feature block, every
+//! batch size the tiles cut differently, no, some and all active channels, every epilogue,
+//! on one thread and on two or three (both ways of splitting the work). Inputs are small
+//! integers, so every sum is exact whatever its order; outputs start as NaN, so that one
+//! the kernel should write but does not (or reads before writing) shows.
 
 use proptest::prelude::*;
 
+use super::PackedLinear;
+use crate::conv::SkipScratch;
+use crate::simd::Isa;
+use crate::skip::linear::LinearGeometry;
+use crate::skip::{ActiveChannels, Epilogue};
 use crate::testing::{integers, linear_reference};
 
-use super::{PackedLinear, avx512};
-use crate::conv::SkipScratch;
-use crate::skip::linear::{LinearGeometry, linear_forward_active};
-use crate::skip::{ActiveChannels, Epilogue};
+/// Whether two outputs agree: equal values, or NaN in both (an output left untouched).
+fn same(got: &[f32], expected: &[f32]) -> bool {
+    got.len() == expected.len()
+        && got
+            .iter()
+            .zip(expected)
+            .all(|(a, b)| a == b || a.is_nan() && b.is_nan())
+}
 
-/// Checks the kernel (or the portable path) against [`reference`] on `threads` threads.
-fn check(batch: usize, ins: usize, outs: usize, kind: u8, seed: u64, threads: usize) {
+/// Checks the layer `g` packed over the active `inputs` and `outputs` (or with
+/// [`PackedLinear::new`] when `dense`) on every instruction set, on `threads` threads,
+/// with epilogue `kind % 3` (identity without bias, ReLU and rotated ReLU with).
+fn check(
+    g: &LinearGeometry,
+    (inputs, outputs): (&[usize], &[usize]),
+    (kind, seed, threads): (u8, u64, usize),
+) {
+    let (batch, ins, outs) = (g.batch, g.in_features, g.out_features);
+    let active = ActiveChannels { inputs, outputs };
+    let dense = g.group == 1 && inputs.len() == ins && outputs.len() == outs;
     let input = integers(batch * ins, seed);
     let weight = integers(outs * ins, seed + 1);
     let bias = integers(outs, seed + 2);
@@ -23,83 +43,64 @@ fn check(batch: usize, ins: usize, outs: usize, kind: u8, seed: u64, threads: us
         1 => (Some(&bias[..]), Epilogue::Relu),
         _ => (Some(&bias[..]), Epilogue::RotatedRelu(&slope)),
     };
+    let runs = g.feature_runs(inputs);
+    #[rustfmt::skip]
+    let expected = linear_reference(g, (&runs, outputs), (&input, &weight), (bias, epilogue), f32::NAN);
+    let packed = if dense {
+        PackedLinear::new(ins, outs, &weight)
+    } else {
+        PackedLinear::with_active(g, active, &weight)
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool");
+    for isa in Isa::supported() {
+        let layer = packed.clone().with_isa(isa);
+        assert_eq!(layer.isa(), isa);
+        let mut got = vec![f32::NAN; batch * outs];
+        pool.install(|| {
+            let mut scratch = SkipScratch::new();
+            layer.forward(batch, &input, bias, epilogue, &mut scratch, &mut got);
+        });
+        assert!(
+            same(&got, &expected),
+            "{isa}: {g:?}, inputs {inputs:?}, outputs {outputs:?}, {epilogue:?}, \
+             {threads} threads:\n got {got:?}\nwant {expected:?}"
+        );
+    }
+}
+
+/// A dense layer of `ins` features into `outs`.
+fn dense(batch: usize, ins: usize, outs: usize, kind: u8, seed: u64, threads: usize) {
     let g = LinearGeometry {
         batch,
         in_features: ins,
         out_features: outs,
         group: 1,
     };
-    let (features, outputs) = (0..ins, (0..outs).collect::<Vec<_>>());
-    let runs = std::slice::from_ref(&features);
-    #[rustfmt::skip]
-    let expected = linear_reference(&g, (runs, &outputs), (&input, &weight), (bias, epilogue), 0.0);
-    let layer = PackedLinear::new(ins, outs, &weight);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a thread pool");
-    let mut got = vec![f32::NAN; batch * outs];
-    pool.install(|| {
-        let mut scratch = SkipScratch::new();
-        layer.forward(batch, &input, bias, epilogue, &mut scratch, &mut got);
-    });
-    assert_eq!(
-        got, expected,
-        "batch {batch}, {ins} -> {outs}, {threads} threads"
-    );
-    let mut portable = vec![f32::NAN; batch * outs];
-    let all: Vec<usize> = (0..outs).collect();
-    let activation = avx512::LaneActivation::new(bias, epilogue, &all);
-    layer.forward_portable(batch, &input, &activation, &mut portable);
-    assert_eq!(
-        portable, expected,
-        "portable: batch {batch}, {ins} -> {outs}"
-    );
-}
-
-/// A layer packed over active channels against the index-list kernel on the same lists:
-/// equal on the active outputs, the others untouched.
-fn check_active(batch: usize, channels: usize, group: usize, outs: usize, masks: (u64, u64)) {
-    let g = LinearGeometry {
-        batch,
-        in_features: channels * group,
-        out_features: outs,
-        group,
-    };
-    let inputs: Vec<usize> = (0..channels).filter(|c| masks.0 >> c & 1 == 1).collect();
-    let outputs: Vec<usize> = (0..outs).filter(|o| masks.1 >> o & 1 == 1).collect();
-    let active = ActiveChannels {
-        inputs: &inputs,
-        outputs: &outputs,
-    };
-    let input = integers(batch * g.in_features, masks.0);
-    let weight = integers(outs * g.in_features, masks.1);
-    let bias = integers(outs, 5);
-    let slope = integers(outs, 6);
-    let epilogue = Epilogue::RotatedRelu(&slope);
-    let mut scratch = SkipScratch::new();
-    let mut expected = vec![9.0; batch * outs];
-    #[rustfmt::skip]
-    linear_forward_active(&g, active, &input, &weight, Some(&bias), epilogue, &mut scratch, &mut expected);
-    let layer = PackedLinear::with_active(&g, active, &weight);
-    let mut got = vec![9.0; batch * outs];
-    layer.forward(batch, &input, Some(&bias), epilogue, &mut scratch, &mut got);
-    assert_eq!(got, expected, "{g:?} inputs {inputs:?} outputs {outputs:?}");
+    let (inputs, outputs): (Vec<usize>, Vec<usize>) = ((0..ins).collect(), (0..outs).collect());
+    check(&g, (&inputs, &outputs), (kind, seed, threads));
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn packed_active_channels_match_the_index_list_kernel(
+    fn packed_active_channels_match_the_definition(
         batch in 0..20_usize,
         channels in 1..12_usize,
         group in 1..40_usize,
         outs in 1..60_usize,
         in_mask in prop_oneof![Just(0), Just(u64::MAX), any::<u64>()],
         out_mask in prop_oneof![Just(0), Just(u64::MAX), any::<u64>()],
+        kind in any::<u8>(),
+        threads in 1..4_usize,
     ) {
-        check_active(batch, channels, group, outs, (in_mask, out_mask));
+        let g = LinearGeometry { batch, in_features: channels * group, out_features: outs, group };
+        let inputs: Vec<usize> = (0..channels).filter(|c| in_mask >> c & 1 == 1).collect();
+        let outputs: Vec<usize> = (0..outs).filter(|o| out_mask >> o & 1 == 1).collect();
+        check(&g, (&inputs, &outputs), (kind, in_mask ^ out_mask, threads));
     }
 
     #[test]
@@ -109,20 +110,34 @@ proptest! {
         outs in 1..140_usize,
         kind in any::<u8>(),
         seed in any::<u64>(),
-        threads in 1..3_usize,
+        threads in 1..4_usize,
     ) {
-        check(batch, ins, outs, kind, seed, threads);
+        dense(batch, ins, outs, kind, seed, threads);
     }
 }
 
-/// MnistNet's first linear layer at batch 1 (the features split between two threads) and 64
-/// (the rows split), and on one thread.
+/// MnistNet's first linear layer at batch 1 (the features split between the threads), 3,
+/// 17 and 64 (the rows split), on one thread, two and three, with every epilogue; and with
+/// every other channel and output active.
 #[test]
 fn packed_linear_matches_on_mnistnet_sizes() {
-    for batch in [1, 3, 64] {
-        for threads in [1, 2] {
-            check(batch, 64 * 144, 128, 2, 7, threads);
+    for batch in [1, 3, 17, 64] {
+        for threads in [1, 2, 3] {
+            for kind in 0..3 {
+                dense(batch, 64 * 144, 128, kind, 7, threads);
+            }
         }
+    }
+    let g = LinearGeometry {
+        batch: 37,
+        in_features: 64 * 144,
+        out_features: 128,
+        group: 144,
+    };
+    let inputs: Vec<usize> = (0..64).step_by(2).collect();
+    let outputs: Vec<usize> = (0..128).step_by(2).collect();
+    for threads in [1, 2] {
+        check(&g, (&inputs, &outputs), (2, 8, threads));
     }
 }
 
@@ -130,4 +145,22 @@ fn packed_linear_matches_on_mnistnet_sizes() {
 #[should_panic(expected = "weight length")]
 fn packed_linear_checks_the_weight_length() {
     PackedLinear::new(3, 2, &[0.0; 5]);
+}
+
+/// Asking for an instruction set this CPU lacks panics and names it (NEON on x86-64, the
+/// x86 sets on AArch64).
+#[test]
+fn packed_linear_refuses_an_instruction_set_the_cpu_lacks() {
+    for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {
+        let layer = PackedLinear::new(3, 2, &[1.0; 6]);
+        let result = std::panic::catch_unwind(|| layer.with_isa(isa));
+        let message = result.expect_err("an unsupported set accepted");
+        let message = message
+            .downcast_ref::<String>()
+            .expect("a formatted panic message");
+        assert!(
+            message.contains("cannot run") && message.contains(isa.name()),
+            "{message}"
+        );
+    }
 }

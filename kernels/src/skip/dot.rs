@@ -1,66 +1,140 @@
-//! The dot product of the small-batch linear kernel, which is limited by how fast it streams
-//! the weights.
+//! The dot products of the small-batch linear kernel, which is limited by how fast it
+//! streams the weights, written once for every instruction set.
 //!
 //! NOTE: the portable build targets SSE2, where a product and a sum take two instructions
 //! on four lanes; with a batch of one the weights are read once per call and the loop runs
-//! near memory speed only with fused multiply-adds on wider vectors, so the AVX2+FMA path is
-//! chosen at run time like matrixmultiply's kernels.
+//! near memory speed only with fused multiply-adds on wider vectors, so it runs on the
+//! instruction set [`simd::active`](crate::simd::active) chooses, like the tiles.
 
-/// Independent accumulators: enough to hide the latency of the fused multiply-add.
-const LANES: usize = 32;
+use std::ops::Range;
 
-/// `sum of a[i] * b[i]`.
-///
-/// # Panics
-/// If the slices differ in length.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot: lengths differ");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features `dot_fma` is compiled for.
-            return unsafe { dot_fma(a, b) };
-        }
-    }
-    dot_lanes(a, b, |x, y, acc| acc + x * y)
+use crate::simd::Isa;
+use crate::simd::vector::{Kernel, Vector, dispatch};
+
+/// Independent accumulators, in vectors: enough to hide the latency of the fused
+/// multiply-add.
+const ACCUMULATORS: usize = 4;
+
+/// Dot products of weight rows with input rows over runs of features.
+pub(crate) struct Dots<'a> {
+    /// `[rows, features]` row-major.
+    pub(crate) weight: &'a [f32],
+    /// `[batch, features]` row-major.
+    pub(crate) input: &'a [f32],
+    pub(crate) batch: usize,
+    pub(crate) features: usize,
+    /// The features summed over.
+    pub(crate) runs: &'a [Range<usize>],
 }
 
-/// [`dot_lanes`] compiled for AVX2 with fused multiply-adds.
+impl Dots<'_> {
+    /// `out[i * batch + n] = sum over the features f of the runs of weight[rows[i], f] *
+    /// input[n, f]` for every listed weight row `rows[i]` and input row `n`, with the
+    /// vectors of `isa`.
+    ///
+    /// # Panics
+    /// If a run or row lies outside the weight or input, `out` does not hold
+    /// `rows.len() * batch` sums, or the CPU lacks `isa`.
+    pub(crate) fn rows(&self, isa: Isa, rows: &[usize], out: &mut [f32]) {
+        let (batch, features) = (self.batch, self.features);
+        assert!(
+            self.runs
+                .iter()
+                .all(|r| r.start <= r.end && r.end <= features)
+                && self.input.len() == batch * features
+                && rows
+                    .iter()
+                    .all(|&o| (o + 1) * features <= self.weight.len())
+                && out.len() == rows.len() * batch,
+            "dot products past their operands"
+        );
+        let work = Rows {
+            dots: self,
+            rows,
+            batch,
+            out,
+        };
+        // SAFETY: every run lies within the rows of the weight and of the input (asserted
+        // above).
+        unsafe { dispatch(isa, work) }
+    }
+}
+
+/// [`Dots::rows`]'s work as a [`Kernel`].
+struct Rows<'a, 'b> {
+    dots: &'a Dots<'b>,
+    rows: &'a [usize],
+    batch: usize,
+    out: &'a mut [f32],
+}
+
+impl Kernel for Rows<'_, '_> {
+    type Output = ();
+
+    /// # Safety
+    /// As [`Dots::rows`] checks.
+    #[inline(always)]
+    unsafe fn run<V: Vector>(self) {
+        let Dots {
+            weight,
+            input,
+            features,
+            runs,
+            ..
+        } = *self.dots;
+        for (&o, out) in self.rows.iter().zip(self.out.chunks_exact_mut(self.batch)) {
+            let row = &weight[o * features..][..features];
+            for (n, out) in out.iter_mut().enumerate() {
+                let x = &input[n * features..][..features];
+                // SAFETY: the CPU runs `V` (caller); the runs lie within both rows.
+                *out = unsafe {
+                    let mut acc = [V::zero(); ACCUMULATORS];
+                    for run in runs {
+                        accumulate(&row[run.clone()], &x[run.clone()], &mut acc);
+                    }
+                    let mut total = acc[0];
+                    for &a in &acc[1..] {
+                        total = total.add(a);
+                    }
+                    total.sum()
+                };
+            }
+        }
+    }
+}
+
+/// Adds `a[i] * b[i]` to the lanes of `acc`: [`ACCUMULATORS`] vectors at a time, then
+/// single vectors (a channel of a flattened map is often a multiple of 8 but not of 32
+/// long), then the masked tail.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b, f32::mul_add)
-}
-
-/// The dot product in [`LANES`] interleaved partial sums, then blocks of eight (a channel
-/// of a flattened map is often a multiple of 8 but not of 32 long), each step
-/// `acc = step(a, b, acc)`.
+/// The CPU must run `V`; the slices must be of equal length.
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32], step: impl Fn(f32, f32, f32) -> f32) -> f32 {
-    let mut acc = [0.0_f32; LANES];
-    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (a_rest, b_rest) = (a_blocks.remainder(), b_blocks.remainder());
-    for (x, y) in a_blocks.zip(b_blocks) {
-        for lane in 0..LANES {
-            acc[lane] = step(x[lane], y[lane], acc[lane]);
+unsafe fn accumulate<V: Vector>(a: &[f32], b: &[f32], acc: &mut [V; ACCUMULATORS]) {
+    let len = a.len().min(b.len());
+    let (a, b) = (a.as_ptr(), b.as_ptr());
+    let mut i = 0;
+    // SAFETY (every load): the CPU runs `V` (caller); every lane read lies below `len` in
+    // both slices, masked lanes are not read.
+    unsafe {
+        while i + ACCUMULATORS * V::LANES <= len {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let at = i + k * V::LANES;
+                *acc = V::load(a.add(at)).mul_add(V::load(b.add(at)), *acc);
+            }
+            i += ACCUMULATORS * V::LANES;
+        }
+        while i + V::LANES <= len {
+            acc[0] = V::load(a.add(i)).mul_add(V::load(b.add(i)), acc[0]);
+            i += V::LANES;
+        }
+        if i < len {
+            let mask = V::first(len - i);
+            let (x, y) = (
+                V::load_masked(a.add(i), mask),
+                V::load_masked(b.add(i), mask),
+            );
+            acc[1] = x.mul_add(y, acc[1]);
         }
     }
-    let (a_eights, b_eights) = (a_rest.chunks_exact(8), b_rest.chunks_exact(8));
-    let tail: f32 = a_eights
-        .remainder()
-        .iter()
-        .zip(b_eights.remainder())
-        .map(|(&x, &y)| x * y)
-        .sum();
-    // NOTE: separate accumulators, so that the main loop keeps its own in registers.
-    let mut eights = [0.0_f32; 8];
-    for (x, y) in a_eights.zip(b_eights) {
-        for lane in 0..8 {
-            eights[lane] = step(x[lane], y[lane], eights[lane]);
-        }
-    }
-    acc.iter().sum::<f32>() + eights.iter().sum::<f32>() + tail
 }

@@ -5,34 +5,41 @@
 //! consecutive features (`group = H * W` after flattening a `[C, H, W]` map, 1 otherwise),
 //! and the active input channels are listed by channel.
 //!
-//! The forward has three paths, none keeping a compacted copy of the layer:
+//! The forward has two paths, neither keeping a compacted copy of the layer, both on the
+//! instruction set [`simd::active`] chooses:
 //! - a small batch runs as dot products of the active weight rows with the active runs of
 //!   each input row, reading the weights in place, once;
-//! - a larger batch on a CPU with AVX-512 runs register tiles of input rows by active
-//!   weight rows (in the `avx512` submodule), which read the weights in place too and
-//!   each block of a tile's input rows gathered;
-//! - a larger batch elsewhere gathers the active rows and columns into a [`PackedLinear`]
-//!   (reused from call to call through the scratch) and runs its portable product.
+//! - a larger batch runs register tiles of input rows by active weight rows (in the `tile`
+//!   submodule), which read the weights in place too and each block of a tile's input rows
+//!   gathered.
 
 use std::ops::Range;
 
-use super::dot::dot;
+use super::dot::Dots;
 use super::{ActiveChannels, Epilogue, check_forward_operands, runs};
 use crate::conv::SkipScratch;
 use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
-use crate::packed_linear::PackedLinear;
 use crate::parallel::for_each_task;
+use crate::simd::{self, Isa};
 
-mod avx512;
+mod tile;
+
+use tile::{Layer, MicroKernel};
 
 // NOTE: tuning constants, chosen for MnistNet's first linear layer (9216 -> 128).
 // - Up to DOT_MAX_BATCH rows the dot products should win: each weight row is read once from
 //   memory, in place, and reused from L1 for every row of the batch. A larger batch runs
-//   the AVX-512 tiles, which reuse each vector of weights for 8 rows and each vector of
-//   inputs for 3 weight rows; without AVX-512 it gathers the active weights into the packed
-//   layer's layout first.
+//   the tiles, which reuse each vector of weights for several rows and each vector of
+//   inputs for several weight rows (8 and 3 with AVX-512).
+// - Every set runs the tiles. CPUs without AVX-512 used to gather the active weights into a
+//   `PackedLinear` on every call and run its product; with the generic packed tiles that
+//   path, measured on two threads at batch 64 (MnistNet's first layer, half of it active),
+//   took 610, 790 and 1,775 µs (AVX-512, AVX2, portable) against the tiles' 520, 470 and
+//   1,300, and at batch 16 410, 510 and 770 against 125, 160 and 360 (on one thread it was
+//   5 to 12% faster at batch 64: the repacking's parallel iterator and fresh pages cost on
+//   two).
 // - Below PARALLEL_MACS multiply-accumulates a call runs on the calling thread.
 const DOT_MAX_BATCH: usize = 4;
 const PARALLEL_MACS: usize = 1 << 17;
@@ -126,10 +133,9 @@ fn scatter_runs(
 ///
 /// the dense layer's result on weights and inputs whose inactive channels are zero, passed
 /// through `epilogue`. Inactive input features are not read; inactive outputs are not
-/// written. No compacted copy of the layer is kept: the weight rows are read in place
-/// (except for a larger batch on a CPU without AVX-512, which gathers the active part of
-/// the weight on every call).
-/// `scratch` is reused between calls. Runs on rayon's global pool when the work is large.
+/// written. No compacted copy of the layer is kept: the weight rows are read in place.
+/// `scratch` is reused between calls. Runs on rayon's global pool when the work is large,
+/// with the instruction set [`simd::active`] chooses.
 ///
 /// # Panics
 /// If `g.group` does not divide `g.in_features`, a slice's length differs from
@@ -167,68 +173,109 @@ pub fn linear_forward_active(
         return;
     }
     let runs = g.feature_runs(active.inputs);
+    let layer = Layer {
+        weight,
+        in_features: features,
+        out_features: outs,
+        runs: &runs,
+        outputs: active.outputs,
+        bias,
+        epilogue,
+    };
+    forward(
+        simd::active(),
+        &layer,
+        batch,
+        input,
+        &mut scratch.product,
+        output,
+    );
+}
+
+/// The checked forward of [`linear_forward_active`] for the `batch` rows of `input`, on
+/// `isa`; `buffer` holds the dot products or the tiles' sums.
+fn forward(
+    isa: Isa,
+    layer: &Layer<'_>,
+    batch: usize,
+    input: &[f32],
+    buffer: &mut Vec<f32>,
+    output: &mut [f32],
+) {
     if batch > DOT_MAX_BATCH {
-        if avx512::available() {
-            let layer = avx512::Layer {
-                weight,
-                in_features: features,
-                out_features: outs,
-                runs: &runs,
-                outputs: active.outputs,
-                bias,
-                epilogue,
-            };
-            forward_tiled(&layer, batch, input, &mut scratch.product, output);
-        } else {
-            forward_repacked(g, active, input, weight, bias, epilogue, scratch, output);
-        }
+        forward_tiled(
+            MicroKernel::for_isa(isa),
+            layer,
+            batch,
+            input,
+            buffer,
+            output,
+        );
+    } else {
+        forward_dots(isa, layer, batch, input, buffer, output);
+    }
+}
+
+/// The small-batch path: the dot products of the active weight rows with the `batch` rows
+/// of `input`, split between the threads by weight rows when the work is large, then the
+/// epilogue; `product` is their buffer.
+fn forward_dots(
+    isa: Isa,
+    layer: &Layer<'_>,
+    batch: usize,
+    input: &[f32],
+    product: &mut Vec<f32>,
+    output: &mut [f32],
+) {
+    let (features, outs) = (layer.in_features, layer.out_features);
+    let outputs = layer.outputs.len();
+    if batch == 0 || outputs == 0 {
         return;
     }
-    let inner: usize = runs.iter().map(Range::len).sum();
-
-    // `product` holds the active outputs before the epilogue, `[outputs, batch]`.
-    let product = grown(&mut scratch.product, batch * outputs);
-    let row_dots = |(i, out): (usize, &mut [f32])| {
-        let row = &weight[active.outputs[i] * features..][..features];
-        for (n, out) in out.iter_mut().enumerate() {
-            let x = &input[n * features..][..features];
-            *out = runs
-                .iter()
-                .map(|r| dot(&row[r.clone()], &x[r.clone()]))
-                .sum();
-        }
+    let inner: usize = layer.runs.iter().map(Range::len).sum();
+    let dots = Dots {
+        weight: layer.weight,
+        input,
+        batch,
+        features,
+        runs: layer.runs,
     };
+    // `product` holds the active outputs before the epilogue, `[outputs, batch]`.
+    let product = grown(product, batch * outputs);
     if outputs * inner * batch >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
         let per_task = outputs.div_ceil(rayon::current_num_threads());
-        let tasks = product.chunks_mut(per_task * batch).enumerate().collect();
-        for_each_task(tasks, |_, (task, chunk): (usize, &mut [f32])| {
-            with_denormals_flushed(|| {
-                chunk
-                    .chunks_mut(batch)
-                    .enumerate()
-                    .for_each(|(i, out)| row_dots((task * per_task + i, out)))
-            })
+        let tasks = layer
+            .outputs
+            .chunks(per_task)
+            .zip(product.chunks_mut(per_task * batch))
+            .collect();
+        for_each_task(tasks, |_, (rows, chunk)| {
+            with_denormals_flushed(|| dots.rows(isa, rows, chunk))
         });
     } else {
-        with_denormals_flushed(|| product.chunks_mut(batch).enumerate().for_each(row_dots));
+        with_denormals_flushed(|| dots.rows(isa, layer.outputs, product));
     }
 
     with_denormals_flushed(|| {
         for n in 0..batch {
             let out_row = &mut output[n * outs..][..outs];
-            for (i, &o) in active.outputs.iter().enumerate() {
-                let b = bias.map_or(0.0, |b| b[o]);
+            for (i, &o) in layer.outputs.iter().enumerate() {
+                let b = layer.bias.map_or(0.0, |b| b[o]);
                 out_row[o] = product[i * batch + n];
-                epilogue.apply_in_place(o, b, std::slice::from_mut(&mut out_row[o]));
+                layer
+                    .epilogue
+                    .apply_in_place(o, b, std::slice::from_mut(&mut out_row[o]));
             }
         }
     });
 }
 
-/// The batch path on CPUs with AVX-512: the tiles on the calling thread, or on each
-/// thread's share of the rows when the work is large; `partial` is the tiles' buffer.
+/// The batch path: the tiles of `kernel` for the `batch` rows of `input` on the calling
+/// thread, or on each thread's share of the rows when the work is large; `partial` is the
+/// tiles' buffer.
 fn forward_tiled(
-    layer: &avx512::Layer<'_>,
+    kernel: MicroKernel,
+    layer: &Layer<'_>,
     batch: usize,
     input: &[f32],
     partial: &mut Vec<f32>,
@@ -236,10 +283,13 @@ fn forward_tiled(
 ) {
     let inner: usize = layer.runs.iter().map(Range::len).sum();
     let width = layer.outputs.len();
-    let partial = grown(partial, avx512::partial_len(batch, width));
+    if batch == 0 || width == 0 {
+        return;
+    }
+    let partial = grown(partial, tile::partial_len(batch, width));
     let threads = rayon::current_num_threads();
     if batch * width * inner < PARALLEL_MACS || threads == 1 {
-        with_denormals_flushed(|| layer.rows(input, partial, output));
+        with_denormals_flushed(|| layer.rows(kernel, input, partial, output));
         return;
     }
     // NOTE: split by rows, so that each thread's rows stay in its L2 while every block of
@@ -248,39 +298,11 @@ fn forward_tiled(
     let tasks = input
         .chunks(rows * layer.in_features)
         .zip(output.chunks_mut(rows * layer.out_features))
-        .zip(partial.chunks_mut(avx512::partial_len(rows, width)))
+        .zip(partial.chunks_mut(tile::partial_len(rows, width)))
         .collect();
     for_each_task(tasks, |_, ((x, y), p)| {
-        with_denormals_flushed(|| layer.rows(x, p, y))
+        with_denormals_flushed(|| layer.rows(kernel, x, p, y))
     });
-}
-
-/// The batch path on other CPUs: the active part of the weight gathered into a
-/// [`PackedLinear`] and its forward run.
-///
-/// NOTE: gathering the active weights into the packed layout costs what a general matrix
-/// product's packing of them does, and the product then reads the inputs in place instead
-/// of packing them too.
-#[allow(clippy::too_many_arguments)]
-fn forward_repacked(
-    g: &LinearGeometry,
-    active: ActiveChannels<'_>,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-    scratch: &mut SkipScratch,
-    output: &mut [f32],
-) {
-    let packed = match scratch.linear.take() {
-        Some(mut packed) => {
-            packed.repack(g, active, weight);
-            packed
-        }
-        None => Box::new(PackedLinear::with_active(g, active, weight)),
-    };
-    packed.forward(g.batch, input, bias, epilogue, scratch, output);
-    scratch.linear = Some(packed);
 }
 
 /// Channel-skipping fully connected backward: the gradients of [`linear_forward_active`]

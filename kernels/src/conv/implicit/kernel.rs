@@ -23,15 +23,17 @@ impl MicroKernel {
     /// registers with the `N` input vectors and one broadcast filter weight beside them.
     /// - AVX-512 (32 registers of 16): 8 x 3, 24 accumulators; measured on a 2-core Intel
     ///   Xeon and a 2-core AMD EPYC (Zen 4) on MnistNet's second convolution.
-    /// - AVX2 (16 registers of 8): 4 x 3, 12 accumulators, 3 inputs and the broadcast fill
-    ///   all 16; measured on the AMD EPYC (Zen 4) with AVX2 forced.
+    /// - AVX2 (16 registers of 8): 6 x 2, 12 accumulators, 2 inputs and the broadcast in
+    ///   15 registers. 4 x 3 fills all 16, and the compiler then shuffled accumulators
+    ///   between registers and spilled one on every step of the inner loop (seen in the
+    ///   assembly; half the speed, on the AMD EPYC (Zen 4) with AVX2 forced).
     /// - NEON (32 registers of 4): 8 x 3, as AVX-512's register budget; not measured on
     ///   hardware (tested under emulation).
     /// - Portable (8-float arrays, two SSE registers each on a default x86-64 build): 4 x 2.
     pub(in crate::conv) fn for_isa(isa: Isa) -> Self {
         match isa {
             Isa::Avx512 | Isa::Neon => Self::of::<8, 3>(isa),
-            Isa::Avx2 => Self::of::<4, 3>(isa),
+            Isa::Avx2 => Self::of::<6, 2>(isa),
             Isa::Portable => Self::of::<4, 2>(isa),
         }
     }

@@ -1,22 +1,32 @@
-//! Both batch paths of the channel-skipping linear forward (the AVX-512 tiles where the CPU
-//! has them, and the repacked fallback everywhere) against the plain definition: batches
-//! that are not multiples of the tile's rows, active output counts that are not multiples
-//! of its outputs, runs of features that are not multiples of the vector width, every
-//! epilogue with and without bias, on one thread and on two. Inputs are small integers, so
-//! every sum is exact whatever its order.
+//! Both paths of the channel-skipping linear forward (the dot products and the tiles), on
+//! every instruction set this CPU runs, against the plain definition: batches that are not
+//! multiples of the tiles' rows, active output counts that are not multiples of their
+//! outputs, runs of features that are not multiples of the vector width, no, some and all
+//! active channels, every epilogue with and without bias, on one thread and on two or
+//! three. Inputs are small integers, so every sum is exact whatever its order; outputs
+//! start as NaN, which the kernels must leave in the outputs they do not compute.
 
 use std::ops::Range;
 
-use super::{LinearGeometry, avx512, forward_repacked, forward_tiled, linear_forward_active};
+use super::{
+    LinearGeometry, MicroKernel, forward_dots, forward_tiled, linear_forward_active, tile,
+};
 use crate::conv::SkipScratch;
+use crate::simd::Isa;
 use crate::skip::{ActiveChannels, Epilogue};
 use crate::testing::{integers, linear_reference};
 
-/// A value the kernels must leave in the outputs they do not compute.
-const UNTOUCHED: f32 = 12345.0;
+/// Whether two outputs agree: equal values, or NaN in both (an output left untouched).
+fn same(got: &[f32], expected: &[f32]) -> bool {
+    got.len() == expected.len()
+        && got
+            .iter()
+            .zip(expected)
+            .all(|(a, b)| a == b || a.is_nan() && b.is_nan())
+}
 
-/// Checks the dispatching forward and both batch paths against [`reference`] on `threads`
-/// threads, with every epilogue, with and without bias.
+/// Checks the dispatching forward, and both paths on every instruction set, against
+/// [`linear_reference`] on `threads` threads, with every epilogue, with and without bias.
 fn check(g: &LinearGeometry, inputs: &[usize], outputs: &[usize], seed: u64, threads: usize) {
     let active = ActiveChannels { inputs, outputs };
     let (batch, ins, outs) = (g.batch, g.in_features, g.out_features);
@@ -40,39 +50,44 @@ fn check(g: &LinearGeometry, inputs: &[usize], outputs: &[usize], seed: u64, thr
                 (&runs, outputs),
                 (&input, &weight),
                 (bias, epilogue),
-                UNTOUCHED,
+                f32::NAN,
             );
-            let what = format!("{g:?}, {active:?}, {epilogue:?}, bias {}", bias.is_some());
-            let mut got = vec![UNTOUCHED; batch * outs];
+            let what = format!(
+                "{g:?}, {active:?}, {epilogue:?}, bias {}, {threads} threads",
+                bias.is_some()
+            );
+            let mut got = vec![f32::NAN; batch * outs];
             #[rustfmt::skip]
             pool.install(|| linear_forward_active(g, active, &input, &weight, bias, epilogue, &mut SkipScratch::new(), &mut got));
-            assert_eq!(got, expected, "forward of {what}");
+            assert!(same(&got, &expected), "forward of {what}");
 
-            let mut repacked = vec![UNTOUCHED; batch * outs];
-            #[rustfmt::skip]
-            pool.install(|| forward_repacked(g, active, &input, &weight, bias, epilogue, &mut SkipScratch::new(), &mut repacked));
-            assert_eq!(repacked, expected, "repacked forward of {what}");
+            let layer = tile::Layer {
+                weight: &weight,
+                in_features: ins,
+                out_features: outs,
+                runs: &runs,
+                outputs,
+                bias,
+                epilogue,
+            };
+            for isa in Isa::supported() {
+                let mut dots = vec![f32::NAN; batch * outs];
+                #[rustfmt::skip]
+                pool.install(|| forward_dots(isa, &layer, batch, &input, &mut Vec::new(), &mut dots));
+                assert!(same(&dots, &expected), "{isa} dot products of {what}");
 
-            if avx512::available() {
-                let layer = avx512::Layer {
-                    weight: &weight,
-                    in_features: ins,
-                    out_features: outs,
-                    runs: &runs,
-                    outputs,
-                    bias,
-                    epilogue,
-                };
-                let mut tiled = vec![UNTOUCHED; batch * outs];
-                pool.install(|| forward_tiled(&layer, batch, &input, &mut Vec::new(), &mut tiled));
-                assert_eq!(tiled, expected, "tiled forward of {what}");
+                let kernel = MicroKernel::for_isa(isa);
+                let mut tiled = vec![f32::NAN; batch * outs];
+                #[rustfmt::skip]
+                pool.install(|| forward_tiled(kernel, &layer, batch, &input, &mut Vec::new(), &mut tiled));
+                assert!(same(&tiled, &expected), "{isa} tiles of {what}");
             }
         }
     }
 }
 
 /// Active output lists of `outs` outputs: none, one, counts around multiples of the
-/// tile's three outputs, every other one, and all.
+/// tiles' two or three outputs, every other one, and all.
 fn output_lists(outs: usize) -> Vec<Vec<usize>> {
     let mut lists: Vec<Vec<usize>> = [0, 1, 2, 3, 4, 5, 7]
         .iter()
@@ -84,9 +99,22 @@ fn output_lists(outs: usize) -> Vec<Vec<usize>> {
     lists
 }
 
+/// Batches from 1 to past every set's tallest tile (8 rows), runs of features shorter than
+/// a vector, a vector long or ragged.
 #[test]
-fn batch_paths_match_the_definition() {
-    for (batch, group) in [(5, 1), (7, 7), (8, 16), (13, 37), (17, 3), (21, 16)] {
+fn both_paths_match_the_definition() {
+    let shapes = [
+        (1, 3),
+        (2, 16),
+        (4, 37),
+        (5, 1),
+        (7, 7),
+        (8, 16),
+        (13, 37),
+        (17, 3),
+        (21, 16),
+    ];
+    for (k, (batch, group)) in shapes.into_iter().enumerate() {
         let channels = 5;
         let g = LinearGeometry {
             batch,
@@ -98,28 +126,31 @@ fn batch_paths_match_the_definition() {
         for (i, inputs) in input_lists.iter().enumerate() {
             for (j, outputs) in output_lists(g.out_features).iter().enumerate() {
                 let seed = (batch * 100 + group * 10 + i * 1000 + j) as u64;
-                check(&g, inputs, outputs, seed, 2);
+                check(&g, inputs, outputs, seed, 2 + k % 2);
             }
         }
     }
 }
 
-/// A layer large enough to split its rows between two threads, next to the same layer on
-/// one thread (runs of 37 features and a batch that is not a multiple of the tile's rows).
+/// A layer large enough to split its work between the threads, next to the same layer on
+/// one thread (runs of 37 features, batches that are not multiples of the tiles' rows),
+/// for both paths.
 #[test]
-fn batch_paths_match_the_definition_on_one_thread_and_two() {
-    let g = LinearGeometry {
-        batch: 37,
-        in_features: 64 * 37,
-        out_features: 23,
-        group: 37,
-    };
-    let inputs: Vec<usize> = (0..64).filter(|c| c % 3 != 1).collect();
-    let outputs: Vec<usize> = (0..23).filter(|o| o % 4 != 2).collect();
-    let runs = g.feature_runs(&inputs);
-    let inner: usize = runs.iter().map(Range::len).sum();
-    assert!(g.batch * outputs.len() * inner >= super::PARALLEL_MACS);
-    for threads in [1, 2] {
-        check(&g, &inputs, &outputs, 11, threads);
+fn both_paths_match_the_definition_on_one_thread_and_more() {
+    for batch in [3, 37] {
+        let g = LinearGeometry {
+            batch,
+            in_features: 64 * 37,
+            out_features: 37,
+            group: 37,
+        };
+        let inputs: Vec<usize> = (0..64).filter(|c| c % 3 != 1).collect();
+        let outputs: Vec<usize> = (0..37).filter(|o| o % 4 != 2).collect();
+        let runs = g.feature_runs(&inputs);
+        let inner: usize = runs.iter().map(Range::len).sum();
+        assert!(g.batch * outputs.len() * inner >= super::PARALLEL_MACS);
+        for threads in [1, 2, 3] {
+            check(&g, &inputs, &outputs, 11, threads);
+        }
     }
 }
