@@ -218,8 +218,9 @@ pub fn active() -> Isa {
 }
 
 /// A one-line description of the paths in use, for benchmark and example output: the
-/// instruction set of Rotor's own kernels and how it was chosen, and the paths of the GEMM
-/// (matrixmultiply chooses its own micro-kernel at run time) and of the elementwise kernels.
+/// instruction set of Rotor's own kernels (micro-kernels and the memory-bound kernels'
+/// loops alike) and how it was chosen, and the path of the GEMM (matrixmultiply chooses its
+/// own micro-kernel at run time).
 pub fn describe() -> String {
     let isa = active();
     let how = if std::env::var_os(ISA_VARIABLE).is_some() {
@@ -231,10 +232,9 @@ pub fn describe() -> String {
     };
     let supported: Vec<&str> = Isa::supported().iter().map(|isa| isa.name()).collect();
     format!(
-        "kernels: {isa} ({how}; this CPU runs {}); gemm: {}; elementwise: {}",
+        "kernels: {isa} ({how}; this CPU runs {}); gemm: {}",
         supported.join(", "),
         gemm_path(),
-        elementwise_path()
     )
 }
 
@@ -260,16 +260,6 @@ fn gemm_path() -> &'static str {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         "matrixmultiply portable"
-    }
-}
-
-fn elementwise_path() -> &'static str {
-    if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
-        "wide f32x8 on avx2 (compiled in)"
-    } else if cfg!(target_arch = "x86_64") {
-        "wide f32x8 as two sse halves (build with -C target-cpu=native for avx2)"
-    } else {
-        "wide f32x8 portable"
     }
 }
 
