@@ -160,7 +160,9 @@ pub fn memory_bound(c: &mut Criterion) {
             black_box(&out);
         })
     });
-    group.bench_function("sum", |b| b.iter(|| black_box(elementwise::sum(black_box(&a)))));
+    group.bench_function("sum", |b| {
+        b.iter(|| black_box(elementwise::sum(black_box(&a))))
+    });
 
     let pool_g = Pool2dGeometry {
         batch: BATCH,

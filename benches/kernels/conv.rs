@@ -40,7 +40,11 @@ pub fn implicit(c: &mut Criterion) {
             let weight = filled(g.weight_len(), 12);
             let bias = filled(g.out_channels, 13);
             let slope = filled(g.out_channels, 14);
-            let out_len = if pool { g.output_len() / 4 } else { g.output_len() };
+            let out_len = if pool {
+                g.output_len() / 4
+            } else {
+                g.output_len()
+            };
             let mut output = vec![0.0; out_len];
             for keep in [1, 2] {
                 let inputs: Vec<usize> = (0..g.in_channels).step_by(keep).collect();

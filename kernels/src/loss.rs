@@ -222,11 +222,15 @@ pub fn cross_entropy_forward(
                         .chunks_exact(cols)
                         .zip(probs.chunks_exact_mut(cols))
                         .zip(targets);
-                    rows.map(|((x, p), &t)| {
+                    // NOTE: a plain loop, not `map(..).sum()`, whose fold the compiler left
+                    // out of line, outside the set's features (the softmax ran at the
+                    // build's baseline width).
+                    let mut total = 0.0_f64;
+                    for ((x, p), &t) in rows {
                         let (max, sum) = softmax_row(x, p);
-                        sum.ln() - f64::from(x[t as usize] - max)
-                    })
-                    .sum::<f64>()
+                        total += sum.ln() - f64::from(x[t as usize] - max);
+                    }
+                    total
                 },
             )
         })
@@ -303,16 +307,19 @@ fn assert_targets(op: &str, rows: usize, cols: usize, targets: &[u32]) {
 fn row_max(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let groups = x.chunks_exact(8);
-    let tail = groups
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut max = f32::NEG_INFINITY;
+    for &v in groups.remainder() {
+        max = max.max(v);
+    }
     for group in groups {
         for (lane, &v) in lanes.iter_mut().zip(group) {
             *lane = lane.max(v);
         }
     }
-    lanes.iter().fold(tail, |m, &v| m.max(v))
+    for v in lanes {
+        max = max.max(v);
+    }
+    max
 }
 
 /// Writes `y[k] = exp(x[k] - max)` and returns the sum of the `y[k]`.
@@ -345,6 +352,8 @@ fn softmax_row(x: &[f32], y: &mut [f32]) -> (f32, f64) {
     let max = row_max(x);
     let sum = exp_shifted(x, max, y);
     let inv = (1.0 / sum) as f32;
-    y.iter_mut().for_each(|y| *y *= inv);
+    for y in y.iter_mut() {
+        *y *= inv;
+    }
     (max, sum)
 }

@@ -445,9 +445,9 @@ pub fn avg_pool2d_backward(g: &Pool2dGeometry, grad_output: &[f32], grad_input: 
                             for (&(x0, x1), &d) in cols.iter().zip(go_row) {
                                 let share = d * inv_area;
                                 for iy in y0..y1 {
-                                    gi[iy * g.in_w..][x0..x1]
-                                        .iter_mut()
-                                        .for_each(|v| *v += share);
+                                    for v in &mut gi[iy * g.in_w..][x0..x1] {
+                                        *v += share;
+                                    }
                                 }
                             }
                         }

@@ -3,11 +3,18 @@
 //!
 //! Inputs are small integers, so every product and sum is exact in f32 and both sides must
 //! agree bit for bit whatever the summation order.
+//!
+//! The kernels run the instruction set the process chose (`ROTOR_ISA`, or the detected
+//! one); `linear_checks_pass_on_every_instruction_set` runs the linear checks again in a
+//! child process for each other set this CPU runs.
+
+use std::process::Command;
 
 use proptest::prelude::*;
 use rotor_kernels::conv::{self, Conv2dGeometry, SkipScratch};
 use rotor_kernels::gemm::{Transpose, sgemm};
 use rotor_kernels::pool::{Pool2dGeometry, max_pool2d_forward};
+use rotor_kernels::simd::{self, ISA_VARIABLE, Isa};
 use rotor_kernels::skip::linear::{LinearGeometry, linear_backward_active, linear_forward_active};
 use rotor_kernels::skip::{ActiveChannels, Epilogue};
 
@@ -32,9 +39,11 @@ fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| (v + 0.0).to_bits()).collect()
 }
 
-/// The channels whose bit is set in `mask`.
+/// The channels whose bit is set in `mask` (channels past 63 take bit 63).
 fn listed(mask: u64, channels: usize) -> Vec<usize> {
-    (0..channels).filter(|&c| mask >> c & 1 == 1).collect()
+    (0..channels)
+        .filter(|&c| mask >> c.min(63) & 1 == 1)
+        .collect()
 }
 
 /// A mask over up to 8 channels (bit `c` for channel `c`): none, all, or any subset.
@@ -301,7 +310,19 @@ fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rota
         no, yes, batch, outs, features, 1.0, &input_z, &weight_z, 1.0, &mut dense,
     );
     let (epilogue, expected) = epilogue_and_expected(rotated, &slope, &dense, outs, 1, &outputs);
-    let mut actual = vec![UNTOUCHED; batch * outs];
+    // Outputs start as NaN, which the kernel must leave in the inactive ones.
+    let expected: Vec<f32> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            if outputs.contains(&(i % outs)) {
+                y
+            } else {
+                f32::NAN
+            }
+        })
+        .collect();
+    let mut actual = vec![f32::NAN; batch * outs];
     let mut scratch = SkipScratch::new();
     linear_forward_active(
         g,
@@ -446,18 +467,67 @@ fn conv_matches_dense_on_a_parallel_sized_layer() {
     check_conv(&g, every_other, u64::MAX, 8, false);
 }
 
-/// MnistNet's first linear layer at batch 1 (dot products, in parallel), 16 and 37 (tiles
-/// of rows, in parallel), with every other input channel active.
+/// MnistNet's first linear layer at batch 1 (dot products), 16 and 37 (tiles of rows),
+/// with every other input channel active, on one thread and in parallel on three.
 #[test]
 fn linear_matches_dense_on_a_parallel_sized_layer() {
-    for batch in [1, 16, 37] {
-        let g = LinearGeometry {
-            batch,
-            in_features: 64 * 144,
-            out_features: 128,
-            group: 144,
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        for batch in [1, 16, 37] {
+            let g = LinearGeometry {
+                batch,
+                in_features: 64 * 144,
+                out_features: 128,
+                group: 144,
+            };
+            pool.install(|| check_linear(&g, 0x5555_5555_5555_5555, u64::MAX, 9, true));
+        }
+    }
+}
+
+/// Runs this binary's linear checks again in a child process for every other instruction
+/// set this CPU runs, forced with `ROTOR_ISA` (a process chooses its set once), through
+/// the runner cargo ran this binary with, if any (qemu for a cross-built one). In a child,
+/// or when the variable forces one set for the whole run, it only checks that the set
+/// asked for is the one the kernels run.
+#[test]
+fn linear_checks_pass_on_every_instruction_set() {
+    if let Some(name) = std::env::var_os(ISA_VARIABLE) {
+        let name = name.to_string_lossy();
+        assert_eq!(simd::active().name(), name.trim().to_lowercase());
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    // Cargo's `CARGO_TARGET_<TRIPLE>_RUNNER` for a triple of this architecture.
+    let arch = format!("CARGO_TARGET_{}_", std::env::consts::ARCH.to_uppercase());
+    let runner: Vec<String> = std::env::vars()
+        .find(|(key, _)| key.starts_with(&arch) && key.ends_with("_RUNNER"))
+        .map(|(_, runner)| runner.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let chosen = simd::active();
+    for isa in Isa::supported().into_iter().filter(|&isa| isa != chosen) {
+        let mut command = match runner.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
         };
-        check_linear(&g, 0x5555_5555_5555_5555, u64::MAX, 9, true);
+        let run = command
+            .args(["linear", "--test-threads=2"])
+            .env(ISA_VARIABLE, isa.name())
+            .output()
+            .expect("the test binary runs");
+        let report = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success() && report.contains("test result: ok"),
+            "the linear checks with {ISA_VARIABLE}={isa}:\n{report}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{activation, elementwise, loss, norm, pool, reference};
 
 #[test]
 fn every_set_matches_the_reference_and_gives_the_same_bits() {
-    let mut first: Option<(Isa, Vec<(String, Vec<u32>)>)> = None;
+    let mut first: Option<(Isa, Outputs)> = None;
     for isa in Isa::supported() {
         // NOTE: shown with a failing assertion's message, to say which set failed.
         eprintln!("running every kernel on {isa}");
@@ -28,13 +28,13 @@ fn every_set_matches_the_reference_and_gives_the_same_bits() {
             pooling_kernels(&mut outputs);
             norm_kernels(&mut outputs);
             loss_kernels(&mut outputs);
-            outputs.0
+            outputs
         });
         match &first {
             None => first = Some((isa, outputs)),
             Some((first_isa, expected)) => {
-                assert_eq!(outputs.len(), expected.len(), "{isa}: outputs recorded");
-                for ((label, bits), (_, expected_bits)) in outputs.iter().zip(expected) {
+                assert_eq!(outputs.0.len(), expected.0.len(), "{isa}: outputs recorded");
+                for ((label, bits), (_, expected_bits)) in outputs.0.iter().zip(&expected.0) {
                     assert!(
                         bits == expected_bits,
                         "{isa} and {first_isa} give different bits for {label}"

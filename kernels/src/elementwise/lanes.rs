@@ -205,7 +205,7 @@ where
         } = self;
         for r in 0..runs {
             let p = params(r);
-            // SAFETY: the kernel runs on a CPU with `V::ISA` (its contract).
+            // SAFETY: the kernel runs on a CPU with `V`'s instruction set (its contract).
             let mut acc = [[unsafe { V::zero() }; MAX_VECTORS]; K];
             let mut totals = [0.0_f64; K];
             let start = r * run_len;
@@ -276,7 +276,7 @@ const MAX_VECTORS: usize = SUM_LANES / 4;
 /// hold the 32 partial sums in order.
 ///
 /// # Safety
-/// The CPU must have `V::ISA`, and the caller be compiled with its features.
+/// The CPU must have `V`'s instruction set, and the caller be compiled with its features.
 #[inline(always)]
 unsafe fn add_summands<V: Vector, const K: usize>(
     acc: &mut [[V; MAX_VECTORS]; K],

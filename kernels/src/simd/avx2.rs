@@ -9,7 +9,6 @@ use std::arch::x86_64::{
     _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
 };
 
-use super::Isa;
 use super::vector::{Kernel, Vector};
 
 /// Eight floats in a `ymm` register.
@@ -34,7 +33,6 @@ pub(crate) unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
 // guarantees; pointer methods touch the lanes the caller vouches for.
 #[allow(unsafe_op_in_unsafe_fn)]
 impl Vector for F32x8 {
-    const ISA: Isa = Isa::Avx2;
     const LANES: usize = 8;
     type Mask = __m256i;
 

@@ -6,7 +6,6 @@ use std::arch::x86_64::{
     _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
-use super::Isa;
 use super::vector::{Kernel, Vector};
 
 /// Sixteen floats in a `zmm` register.
@@ -27,7 +26,6 @@ pub(crate) unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
 // guarantees; pointer methods touch the lanes the caller vouches for.
 #[allow(unsafe_op_in_unsafe_fn)]
 impl Vector for F32x16 {
-    const ISA: Isa = Isa::Avx512;
     const LANES: usize = 16;
     type Mask = __mmask16;
 

@@ -6,7 +6,6 @@ use std::arch::aarch64::{
     vld1q_f32, vmulq_f32, vst1q_f32, vuzp1q_f32, vuzp2q_f32,
 };
 
-use super::Isa;
 use super::vector::{Kernel, Vector};
 
 /// Four floats in a `v` register.
@@ -27,7 +26,6 @@ pub(crate) unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
 // pointer methods touch the lanes the caller vouches for.
 #[allow(unsafe_op_in_unsafe_fn)]
 impl Vector for F32x4 {
-    const ISA: Isa = Isa::Neon;
     const LANES: usize = 4;
     type Mask = usize;
 

@@ -1,7 +1,6 @@
 //! The vector interface in plain Rust: eight floats in an array, every operation a loop
 //! over the lanes that the compiler vectorises for whatever target the crate is built for.
 
-use super::Isa;
 use super::vector::Vector;
 
 /// Eight floats.
@@ -24,7 +23,6 @@ impl F32x8 {
 // lanes the caller vouches for.
 #[allow(unsafe_op_in_unsafe_fn)]
 impl Vector for F32x8 {
-    const ISA: Isa = Isa::Portable;
     const LANES: usize = 8;
     type Mask = usize;
 

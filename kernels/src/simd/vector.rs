@@ -11,12 +11,10 @@ use super::Isa;
 /// A register of [`LANES`](Self::LANES) floats and the operations the micro-kernels use.
 ///
 /// # Safety
-/// Every method may use instructions of [`ISA`](Self::ISA): it must only run inside a
-/// function compiled with the set's features on a CPU that has them (what [`dispatch`]
-/// ensures). The pointer methods read or write the lanes they name and no others.
+/// Every method may use the instructions of the set the type belongs to: it must only run
+/// inside a function compiled with the set's features on a CPU that has them (what
+/// [`dispatch`] ensures). The pointer methods read or write the lanes they name and no others.
 pub(crate) trait Vector: Copy {
-    /// The instruction set whose registers these are.
-    const ISA: Isa;
     /// Floats per register.
     const LANES: usize;
     /// Which lanes a masked load or store touches (the first `n`).
@@ -61,7 +59,7 @@ pub(crate) trait Kernel {
     /// [`dispatch`] compiles them with the set's features.
     ///
     /// # Safety
-    /// The CPU must have `V::ISA`, and the caller's function must be compiled with its
+    /// The CPU must have `V`'s instruction set, and the caller's function must be compiled with its
     /// features; beyond that, as the implementation documents.
     unsafe fn run<V: Vector>(self) -> Self::Output;
 }

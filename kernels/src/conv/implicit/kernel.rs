@@ -137,7 +137,7 @@ impl<const R: usize, const N: usize> Kernel for Compute<'_, '_, R, N> {
             // SAFETY: forwarded from `compute`'s assertions.
             unsafe {
                 strips::<V, R, N>(
-                    (panel.as_ptr(), &layer.offsets, image.as_ptr()),
+                    (panel.as_ptr(), layer.offsets, image.as_ptr()),
                     columns.clone(),
                     &activation,
                     product.as_mut_ptr(),
