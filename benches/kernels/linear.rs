@@ -4,8 +4,8 @@
 
 use criterion::{Criterion, Throughput};
 use rotor_kernels::aligned::AlignedFloats;
-use rotor_kernels::packed_linear::PackedLinear;
-use rotor_kernels::skip::linear::{LinearGeometry, linear_forward_active};
+use rotor_kernels::linear::PackedLinear;
+use rotor_kernels::linear::{LinearGeometry, linear_forward_active};
 use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
 use std::hint::black_box;
 

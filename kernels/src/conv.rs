@@ -18,12 +18,8 @@ mod plan;
 mod skip;
 mod skip_backward;
 
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_forward_operands};
 pub use packed::PackedConv2d;
-pub use skip::SkipScratch;
-
-pub(crate) use im2col::grown as im2col_grown;
-
-use crate::skip::{ActiveChannels, Epilogue, check_forward_operands};
 
 /// The shapes of a 2-D convolution.
 ///
@@ -314,7 +310,7 @@ pub fn conv2d_forward_active(
         epilogue,
         pool: false,
     };
-    skip::forward_active(&call, scratch, output);
+    skip::forward_active(&call, None, scratch, output);
 }
 
 /// [`conv2d_forward_active`] followed by a 2x2, stride-2 max pooling (floor mode, as
@@ -348,7 +344,7 @@ pub fn conv2d_forward_active_max_pool2(
         epilogue,
         pool: true,
     };
-    skip::forward_active(&call, scratch, output);
+    skip::forward_active(&call, None, scratch, output);
 }
 
 /// The output length of a channel-skipping forward, pooled 2x2 with `pool` (whose output

@@ -20,12 +20,13 @@ pub mod conv;
 pub mod denormal;
 pub mod elementwise;
 pub mod gemm;
+pub mod linear;
 pub mod loss;
 pub mod norm;
-pub mod packed_linear;
 pub mod parallel;
 pub mod pool;
 pub mod reference;
+mod scratch;
 pub mod simd;
 pub mod skip;
 

@@ -7,14 +7,13 @@
 //! columns into the operands of each matrix product as they pack them, so a partly pruned
 //! model runs at the cost of its surviving channels without a compacted copy of the model.
 //!
-//! The convolution kernels live with the dense ones (`conv::conv2d_forward_active`,
-//! `conv::conv2d_backward_active`); the linear ones are in [`linear`].
+//! This module holds what the kernel families share: the active-channel lists, the
+//! epilogue, and the caller-held scratch. The kernels live with their families:
+//! `conv::conv2d_forward_active`, `conv::conv2d_backward_active` and `conv::PackedConv2d`;
+//! `linear::linear_forward_active`, `linear::linear_backward_active` and
+//! `linear::PackedLinear`.
 
-pub mod linear;
-
-mod dot;
-
-pub use crate::conv::SkipScratch;
+pub use crate::scratch::SkipScratch;
 
 /// The channels a channel-skipping kernel computes (outputs) and reads (inputs), as
 /// strictly increasing lists of channel indices.
@@ -105,22 +104,34 @@ impl Epilogue<'_> {
 
     /// `row = epilogue(row + bias)` for output channel `channel`.
     pub(crate) fn apply_in_place(&self, channel: usize, bias: f32, row: &mut [f32]) {
+        let (relu, scale) = (self.relu(), self.scale(channel));
+        row.iter_mut()
+            .for_each(|x| *x = activate(*x, bias, relu, scale));
+    }
+
+    /// Whether sums are cut at zero: every epilogue but the identity.
+    pub(crate) fn relu(&self) -> bool {
+        !matches!(self, Epilogue::Identity)
+    }
+
+    /// The factor output channel `channel` is multiplied by after the cut: its slope, or 1.
+    pub(crate) fn scale(&self, channel: usize) -> f32 {
         match *self {
-            Epilogue::Identity => row.iter_mut().for_each(|x| *x += bias),
-            Epilogue::Relu => row.iter_mut().for_each(|x| *x = relu(*x + bias)),
-            Epilogue::RotatedRelu(slope) => {
-                let slope = slope[channel];
-                row.iter_mut().for_each(|x| *x = slope * relu(*x + bias));
-            }
+            Epilogue::RotatedRelu(slope) => slope[channel],
+            Epilogue::Identity | Epilogue::Relu => 1.0,
         }
     }
 }
 
-/// `max(0, x)` with NaN kept, as the vector ReLU of [`crate::activation`] computes it
-/// (written as a select, which the compiler vectorises over the epilogue's rows).
+/// The epilogue's one scalar step, `scale * max(0, x + bias)` (without the `max` unless
+/// `relu`), for the remainders the vector micro-kernels leave and the paths that have none.
+/// The cut is a select that keeps NaN, as the vector ReLU of [`crate::activation`] computes
+/// it, and vectorises over a row; a scale of 1 is exact, so the identity epilogue can use it.
 #[inline(always)]
-fn relu(x: f32) -> f32 {
-    if x <= 0.0 { 0.0 } else { x }
+pub(crate) fn activate(x: f32, bias: f32, relu: bool, scale: f32) -> f32 {
+    let sum = x + bias;
+    let cut = if relu && sum <= 0.0 { 0.0 } else { sum };
+    cut * scale
 }
 
 /// The maximal runs of consecutive indices of a strictly increasing list, as ranges.

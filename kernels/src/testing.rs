@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
+use crate::linear::LinearGeometry;
 use crate::skip::Epilogue;
-use crate::skip::linear::LinearGeometry;
 
 /// Deterministic integers in -2..=2 as f32: small enough that every product and sum the
 /// tests form is exact, whatever the order of summation.

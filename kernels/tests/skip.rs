@@ -11,12 +11,12 @@
 use std::process::Command;
 
 use proptest::prelude::*;
-use rotor_kernels::conv::{self, Conv2dGeometry, SkipScratch};
+use rotor_kernels::conv::{self, Conv2dGeometry};
 use rotor_kernels::gemm::{Transpose, sgemm};
+use rotor_kernels::linear::{LinearGeometry, linear_backward_active, linear_forward_active};
 use rotor_kernels::pool::{Pool2dGeometry, max_pool2d_forward};
 use rotor_kernels::simd::{self, ISA_VARIABLE, Isa};
-use rotor_kernels::skip::linear::{LinearGeometry, linear_backward_active, linear_forward_active};
-use rotor_kernels::skip::{ActiveChannels, Epilogue};
+use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 /// A value the kernels must leave in the outputs they do not compute.
 const UNTOUCHED: f32 = 12345.0;

@@ -12,10 +12,10 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
-use super::im2col::ScratchPerThread;
 use super::plan::{BLOCK_ALIGN, Tiles, WEIGHT_GRADIENT_GROUPS, blocks_for_threads, split_range};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
+use crate::scratch::ScratchPerThread;
 
 // NOTE: the final sum of the partial weight gradients runs in chunks of this many elements,
 // large enough to amortise a task, small enough to spread a big layer over the threads.

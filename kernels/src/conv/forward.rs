@@ -5,10 +5,10 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
-use super::im2col::ScratchPerThread;
 use super::plan::{BLOCK_ALIGN, Tiles, blocks_for_threads, split_range};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
+use crate::scratch::ScratchPerThread;
 
 /// One task: output channels `channels` at positions `positions` of image `image`.
 struct Task<'a> {

@@ -17,59 +17,9 @@
 //! into.
 
 use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
 
 use super::Conv2dGeometry;
-
-/// Scratch buffers of one task: the padded strip of one channel's input rows that a tile
-/// reads, the tile's im2col matrix and, for the channel-skipping forward, the tile's
-/// product before its epilogue moves it into the output. They grow to the largest tile seen and are then
-/// reused.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    strip: Vec<f32>,
-    col: Vec<f32>,
-    product: Vec<f32>,
-}
-
-/// One [`Scratch`] per thread of the current rayon pool, for the duration of one kernel call.
-///
-/// NOTE: rayon's `for_each_init` would build a fresh scratch for every piece its work
-/// stealing splits off (dozens per call), each allocating and zeroing a few hundred KiB;
-/// one scratch per thread, found by the thread's index in the pool, is allocated once.
-pub(crate) struct ScratchPerThread {
-    slots: Vec<Mutex<Scratch>>,
-}
-
-impl ScratchPerThread {
-    pub(crate) fn new() -> Self {
-        Self {
-            slots: (0..rayon::current_num_threads())
-                .map(|_| Mutex::default())
-                .collect(),
-        }
-    }
-
-    /// Runs `f` with the scratch of participant `participant` of
-    /// [`for_each_task`](crate::parallel::for_each_task).
-    pub(crate) fn with_slot<R>(&self, participant: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
-        let mut scratch = self.slots[participant % self.slots.len()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        f(&mut scratch)
-    }
-
-    /// Runs `f` with the calling thread's scratch.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
-        // NOTE: tasks run on the threads of the pool current when `new` ran, so the index
-        // is in range; a thread outside it would merely share slot 0 through the mutex.
-        let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
-        let mut scratch = self.slots[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        f(&mut scratch)
-    }
-}
+use crate::scratch::{Scratch, grown};
 
 /// The runs of the im2col matrix of one tile, within one channel.
 struct TileRuns {
@@ -181,26 +131,6 @@ impl Scratch {
             target,
         );
         col
-    }
-
-    /// The strip, a column buffer of `col_len` and a product buffer of `product_len` floats
-    /// (contents unspecified), for callers that lay out their own im2col matrices.
-    pub(super) fn parts(
-        &mut self,
-        col_len: usize,
-        product_len: usize,
-    ) -> (&mut Vec<f32>, &mut [f32], &mut [f32]) {
-        (
-            &mut self.strip,
-            grown(&mut self.col, col_len),
-            grown(&mut self.product, product_len),
-        )
-    }
-
-    /// A column buffer of `len` floats (contents unspecified) for a gradient in im2col
-    /// layout, to be passed on with [`col2im_add`](Self::col2im_add).
-    pub(super) fn col_mut(&mut self, len: usize) -> &mut [f32] {
-        grown(&mut self.col, len)
     }
 
     /// Adds the im2col-shaped gradient left in the column buffer by [`col_mut`](Self::col_mut)
@@ -384,14 +314,6 @@ pub(super) fn col2im_add_from(
             }
         }
     }
-}
-
-/// The first `len` elements of `buffer`, grown (with zeros) if it is shorter.
-pub(crate) fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
-    }
-    &mut buffer[..len]
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of im2col (one output row, typically a few

@@ -19,10 +19,10 @@
 use std::ops::Range;
 
 use super::Conv2dGeometry;
-use super::im2col::{Scratch, ScratchPerThread, grown};
 use super::plan::TASKS_PER_THREAD;
 use super::skip::{ActiveForward, Segment, active_sizes, cut_into_tiles, run_tiles};
 use crate::gemm::MatrixViewMut;
+use crate::scratch::{Scratch, ScratchPerThread, grown};
 use crate::skip::{ActiveChannels, Epilogue};
 
 mod kernel;
@@ -243,13 +243,11 @@ impl Layer<'_> {
         let mut activation = RowActivation {
             bias: [0.0; R],
             scale: [1.0; R],
-            relu: !matches!(self.epilogue, Epilogue::Identity),
+            relu: self.epilogue.relu(),
         };
         for (r, &o) in outputs.iter().enumerate() {
             activation.bias[r] = self.bias.map_or(0.0, |b| b[o]);
-            if let Epilogue::RotatedRelu(slope) = self.epilogue {
-                activation.scale[r] = slope[o];
-            }
+            activation.scale[r] = self.epilogue.scale(o);
         }
         activation
     }

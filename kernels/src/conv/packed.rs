@@ -1,10 +1,10 @@
 //! A convolution prepared once for repeated channel-skipping inference.
 
 use super::implicit::{self, MicroKernel};
-use super::skip::{ActiveForward, forward_active};
-use super::{Conv2dGeometry, SkipScratch, check_forward_active, check_output};
+use super::skip::{ActiveForward, forward_active, runs_implicit};
+use super::{Conv2dGeometry, check_forward_active, check_output};
 use crate::simd::{self, Isa};
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 /// A convolution's weight with its lists of active channels, and, where the implicit
 /// kernel applies (unit strides, no padding), its active filters already packed for the
@@ -72,7 +72,7 @@ impl PackedConv2d {
             None,
             Epilogue::Identity,
         );
-        let implicit = geometry.is_shifted_plane().then(|| {
+        let implicit = runs_implicit(&geometry).then(|| {
             let kernel = MicroKernel::for_isa(isa);
             let (mut packed, mut offsets) = (Vec::new(), Vec::new());
             implicit::pack_filters(&geometry, active, weight, kernel, &mut packed);
@@ -136,16 +136,14 @@ impl PackedConv2d {
             epilogue,
             pool,
         };
-        match &self.implicit {
-            Some((kernel, packed, offsets)) => {
-                let filters = implicit::Filters {
-                    kernel: *kernel,
-                    packed,
-                    offsets,
-                };
-                implicit::forward_implicit(&call, filters, &scratch.threads, output);
-            }
-            None => forward_active(&call, scratch, output),
-        }
+        let prepacked = self
+            .implicit
+            .as_ref()
+            .map(|(kernel, packed, offsets)| implicit::Filters {
+                kernel: *kernel,
+                packed,
+                offsets,
+            });
+        forward_active(&call, prepacked, scratch, output);
     }
 }

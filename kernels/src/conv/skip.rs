@@ -19,14 +19,15 @@
 use std::ops::Range;
 
 use super::Conv2dGeometry;
-use super::im2col::{ColumnBlock, Scratch, ScratchPerThread, grown, im2col_into, im2col_wide_into};
+use super::im2col::{ColumnBlock, im2col_into, im2col_wide_into};
 use super::implicit::{self, MicroKernel};
 use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::parallel::for_each_task;
+use crate::scratch::{Scratch, ScratchPerThread, grown};
 use crate::simd;
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 // NOTE: tuning constants for the fused forward, sized for MnistNet's second convolution
 // (288 im2col rows) on a 2-core AVX-512 Xeon with 2 MiB of L2 per core.
@@ -39,42 +40,6 @@ use crate::skip::{ActiveChannels, Epilogue};
 const TILE_FLOATS: usize = 160 * 1024;
 const TILE_ALIGN: usize = 16;
 const SERIAL_MACS: usize = 1 << 21;
-
-/// Buffers of the channel-skipping kernels, kept by the caller and reused from call to
-/// call: the gathered filters, gathered inputs and products, and one im2col scratch per
-/// thread of the rayon pool current when it was made.
-pub struct SkipScratch {
-    pub(crate) threads: ScratchPerThread,
-    pub(crate) weight: Vec<f32>,
-    pub(crate) gathered: Vec<f32>,
-    pub(crate) product: Vec<f32>,
-    pub(crate) offsets: Vec<usize>,
-}
-
-impl SkipScratch {
-    /// Empty buffers; they grow to what the calls need and are then reused.
-    pub fn new() -> Self {
-        Self {
-            threads: ScratchPerThread::new(),
-            weight: Vec::new(),
-            gathered: Vec::new(),
-            product: Vec::new(),
-            offsets: Vec::new(),
-        }
-    }
-}
-
-impl Default for SkipScratch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for SkipScratch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SkipScratch").finish_non_exhaustive()
-    }
-}
 
 /// One image's share of a tile: `positions` of image `image`, stored from column `column`
 /// of the tile's matrices, and the output block they fill.
@@ -133,12 +98,20 @@ pub(super) struct ActiveForward<'a> {
     pub(super) pool: bool,
 }
 
+/// Whether a convolution runs as the implicit product (unit-stride, unpadded layers) rather
+/// than im2col and a matrix product: the one test that chooses, which [`forward_active`]
+/// applies and `PackedConv2d` asks to know whether to pack filters for it.
+pub(super) fn runs_implicit(g: &Conv2dGeometry) -> bool {
+    g.is_shifted_plane()
+}
+
 /// See [`super::conv2d_forward_active`]; lengths, lists and geometry are already checked.
-/// With `call.pool`, `output` holds the 2x2 max-pooled maps. The one place that chooses
-/// how a convolution runs: the implicit product for unit-stride unpadded layers, on the
-/// process's instruction set; im2col and a matrix product for the others.
+/// With `call.pool`, `output` holds the 2x2 max-pooled maps. The implicit product runs
+/// on `prepacked` filters when the caller keeps them, else on filters packed into
+/// `scratch` for the process's instruction set.
 pub(super) fn forward_active(
     call: &ActiveForward<'_>,
+    prepacked: Option<implicit::Filters<'_>>,
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
@@ -146,23 +119,28 @@ pub(super) fn forward_active(
     if output.is_empty() || active.outputs.is_empty() {
         return;
     }
-    if g.is_shifted_plane() {
-        let SkipScratch {
-            threads,
-            weight: packed,
-            offsets,
-            ..
-        } = scratch;
-        let kernel = MicroKernel::for_isa(simd::active());
-        let filters = implicit::Filters {
-            kernel,
-            packed: implicit::pack_filters(g, active, call.weight, kernel, packed),
-            offsets: implicit::input_offsets(g, active, offsets),
-        };
-        implicit::forward_implicit(call, filters, threads, output);
+    if !runs_implicit(g) {
+        forward_im2col(call, scratch, output);
         return;
     }
-    forward_im2col(call, scratch, output);
+    let SkipScratch {
+        threads,
+        weight: packed,
+        offsets,
+        ..
+    } = scratch;
+    let filters = match prepacked {
+        Some(filters) => filters,
+        None => {
+            let kernel = MicroKernel::for_isa(simd::active());
+            implicit::Filters {
+                kernel,
+                packed: implicit::pack_filters(g, active, call.weight, kernel, packed),
+                offsets: implicit::input_offsets(g, active, offsets),
+            }
+        }
+    };
+    implicit::forward_implicit(call, filters, threads, output);
 }
 
 /// The im2col path of [`forward_active`], for any geometry.

@@ -5,8 +5,8 @@
 
 use rotor_engine::{Error, Result};
 use rotor_kernels::conv::Conv2dGeometry;
+use rotor_kernels::linear::LinearGeometry;
 use rotor_kernels::pool::Pool2dGeometry;
-use rotor_kernels::skip::linear::LinearGeometry;
 
 use super::step::{Fused, Normalization, Step};
 use super::weights::{Channels, ConvWeights, LinearWeights};

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rotor_engine::{Error, Result, Tensor};
-use rotor_kernels::conv::SkipScratch;
 use rotor_kernels::parallel::for_each_task;
+use rotor_kernels::skip::SkipScratch;
 
 use super::compile::compile;
 use super::step::{Step, StepScratch};

@@ -4,12 +4,12 @@
 use rotor_kernels::activation::{
     gelu_forward, relu_forward, rotated_gelu_forward, rotated_relu_forward,
 };
-use rotor_kernels::conv::SkipScratch;
 use rotor_kernels::norm::{BatchNormGeometry, batch_norm_forward_eval};
 use rotor_kernels::pool::{
     Pool2dGeometry, avg_pool2d_forward, global_avg_pool2d_forward, max_pool2d_forward,
 };
 use rotor_kernels::skip::Epilogue;
+use rotor_kernels::skip::SkipScratch;
 
 use super::weights::{ConvWeights, LinearWeights, Output};
 

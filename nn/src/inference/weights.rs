@@ -4,12 +4,10 @@
 
 use rotor_kernels::aligned::AlignedFloats;
 use rotor_kernels::conv::{
-    Conv2dGeometry, PackedConv2d, SkipScratch, conv2d_forward_active,
-    conv2d_forward_active_max_pool2,
+    Conv2dGeometry, PackedConv2d, conv2d_forward_active, conv2d_forward_active_max_pool2,
 };
-use rotor_kernels::packed_linear::PackedLinear;
-use rotor_kernels::skip::linear::{LinearGeometry, linear_forward_active};
-use rotor_kernels::skip::{ActiveChannels, Epilogue};
+use rotor_kernels::linear::{LinearGeometry, PackedLinear, linear_forward_active};
+use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 /// The channels a skipping layer reads and computes.
 #[derive(Clone)]

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 use crate::testing::integers;
 
 use super::super::Conv2dGeometry;
-use super::super::skip::{ActiveForward, SkipScratch, forward_im2col};
+use super::super::skip::{ActiveForward, forward_im2col};
 use super::{Filters, MicroKernel, forward_implicit, input_offsets, pack_filters};
 use crate::simd::Isa;
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 /// Runs both paths on the same layer and compares every output element.
 fn check(g: &Conv2dGeometry, in_mask: u32, out_mask: u32, pool: bool, seed: u64) {

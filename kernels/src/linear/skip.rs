@@ -15,14 +15,14 @@
 
 use std::ops::Range;
 
+use super::LinearGeometry;
 use super::dot::Dots;
-use super::{ActiveChannels, Epilogue, check_forward_operands, runs};
-use crate::conv::SkipScratch;
-use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
 use crate::parallel::for_each_task;
+use crate::scratch::grown;
 use crate::simd::{self, Isa};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_forward_operands};
 
 mod tile;
 
@@ -43,44 +43,6 @@ use tile::{Layer, MicroKernel};
 // - Below PARALLEL_MACS multiply-accumulates a call runs on the calling thread.
 const DOT_MAX_BATCH: usize = 4;
 const PARALLEL_MACS: usize = 1 << 17;
-
-/// The sizes of a fully connected layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinearGeometry {
-    /// Rows of the input and output.
-    pub batch: usize,
-    /// Features of each input row.
-    pub in_features: usize,
-    /// Features of each output row.
-    pub out_features: usize,
-    /// Consecutive input features per input channel (at least 1, dividing `in_features`).
-    pub group: usize,
-}
-
-impl LinearGeometry {
-    /// The number of input channels, `in_features / group`.
-    pub fn in_channels(&self) -> usize {
-        self.in_features / self.group.max(1)
-    }
-
-    #[track_caller]
-    pub(crate) fn assert_valid(&self, op: &str) {
-        assert!(
-            self.group >= 1 && self.in_features.is_multiple_of(self.group),
-            "{op}: {} input features are not channels of {} features",
-            self.in_features,
-            self.group
-        );
-    }
-
-    /// The active input features, as runs of consecutive features.
-    pub(crate) fn feature_runs(&self, inputs: &[usize]) -> Vec<Range<usize>> {
-        runs(inputs)
-            .into_iter()
-            .map(|r| r.start * self.group..r.end * self.group)
-            .collect()
-    }
-}
 
 /// Copies the listed `runs` of columns of the listed `rows` of `matrix` (rows `row_len`
 /// long) into a row-major `rows x total run length` matrix.

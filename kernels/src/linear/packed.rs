@@ -19,14 +19,13 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::LinearGeometry;
 use crate::aligned::AlignedFloats;
-use crate::conv::SkipScratch;
-use crate::conv::im2col_grown as grown;
 use crate::denormal::with_denormals_flushed;
 use crate::parallel::for_each_task;
+use crate::scratch::grown;
 use crate::simd::{self, Isa, IsaError};
-use crate::skip::linear::LinearGeometry;
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 mod tile;
 
@@ -100,7 +99,7 @@ impl PackedLinear {
 
     /// Packs the active part of `weight` (`[out_features, in_features]` row-major): the
     /// active outputs' rows, and the features of the active input channels (channels of
-    /// `g.group` features, as [`linear_forward_active`](crate::skip::linear::linear_forward_active)
+    /// `g.group` features, as [`linear_forward_active`](super::linear_forward_active)
     /// takes them). `g.batch` is ignored. Inactive outputs are never written by
     /// [`forward`](Self::forward) and inactive features never read. The layer runs the
     /// instruction set [`simd::active`] chooses.

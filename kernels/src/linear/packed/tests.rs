@@ -8,10 +8,9 @@
 use proptest::prelude::*;
 
 use super::PackedLinear;
-use crate::conv::SkipScratch;
+use crate::linear::LinearGeometry;
 use crate::simd::Isa;
-use crate::skip::linear::LinearGeometry;
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 use crate::testing::{integers, linear_reference};
 
 /// Whether two outputs agree: equal values, or NaN in both (an output left untouched).

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use crate::simd::Isa;
 use crate::simd::vector::{Kernel, Vector, dispatch};
-use crate::skip::Epilogue;
+use crate::skip::{Epilogue, activate};
 
 /// Input features per block: a block of the transposed weight (128 KiB for 128 outputs)
 /// stays in L2 while every row of a thread's share reads it.
@@ -93,29 +93,21 @@ impl LaneActivation {
     /// for the active `outputs`.
     pub(super) fn new(bias: Option<&[f32]>, epilogue: Epilogue<'_>, outputs: &[usize]) -> Self {
         let gather = |values: &[f32]| outputs.iter().map(|&o| values[o]).collect::<Vec<_>>();
-        let (scale, relu) = match epilogue {
-            Epilogue::Identity => (None, false),
-            Epilogue::Relu => (None, true),
-            Epilogue::RotatedRelu(slope) => (Some(gather(slope)), true),
-        };
+        let scale = matches!(epilogue, Epilogue::RotatedRelu(_))
+            .then(|| outputs.iter().map(|&o| epilogue.scale(o)).collect());
         Self {
             bias: bias.map(gather),
             scale,
-            relu,
+            relu: epilogue.relu(),
         }
     }
 
     /// Applies the activation to one row of active outputs, in place.
     pub(super) fn apply(&self, row: &mut [f32]) {
         for (i, y) in row.iter_mut().enumerate() {
-            let mut value = *y + self.bias.as_ref().map_or(0.0, |b| b[i]);
-            if self.relu {
-                value = if value <= 0.0 { 0.0 } else { value };
-            }
-            if let Some(scale) = &self.scale {
-                value *= scale[i];
-            }
-            *y = value;
+            let bias = self.bias.as_ref().map_or(0.0, |b| b[i]);
+            let scale = self.scale.as_ref().map_or(1.0, |s| s[i]);
+            *y = activate(*y, bias, self.relu, scale);
         }
     }
 

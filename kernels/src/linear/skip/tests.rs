@@ -11,9 +11,8 @@ use std::ops::Range;
 use super::{
     LinearGeometry, MicroKernel, forward_dots, forward_tiled, linear_forward_active, tile,
 };
-use crate::conv::SkipScratch;
 use crate::simd::Isa;
-use crate::skip::{ActiveChannels, Epilogue};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 use crate::testing::{integers, linear_reference};
 
 /// Whether two outputs agree: equal values, or NaN in both (an output left untouched).
