@@ -23,24 +23,12 @@ pub(crate) mod tasks;
 #[cfg(test)]
 mod isa_tests;
 
+pub use crate::tuning::memory_bound::{PARALLEL_THRESHOLD, TASK_LEN};
 pub(crate) use channels::{ChannelShape, map_reduce_channels};
 pub use channels::{add_channels, dot_channels, mul_channels, sum_channels};
 pub use reduce::{dot, max_axis, sum, sum_axis};
 
 use lanes::{map, update};
-
-/// Slices shorter than this many elements are processed on the calling thread.
-///
-/// NOTE: below ~32K elements a memory-bound pass takes a few microseconds, comparable to
-/// waking rayon's workers, so splitting it would not pay.
-pub const PARALLEL_THRESHOLD: usize = 1 << 15;
-
-/// Elements per rayon task above [`PARALLEL_THRESHOLD`] (also the block whose partial sum
-/// a reduction keeps).
-///
-/// NOTE: 16K elements (64 KiB per operand) make a task long enough (~10 us) that rayon's
-/// per-task cost is noise, and short enough that 2 to 16 threads share a large array evenly.
-pub const TASK_LEN: usize = 1 << 14;
 
 /// Terms an `f32` partial sum takes before it joins an `f64` total.
 ///

@@ -17,24 +17,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use crate::denormal::with_denormals_flushed;
-
-// NOTE: tuning constants, measured on a 2-core AMD EPYC (Zen 3, 512 KiB L2 per core).
-// - Below PARALLEL_MIN_MACS multiply-accumulates (about 50 us on one core) the cost of
-//   waking a second thread and packing the shared operand twice outweighs the gain.
-// - BLOCKS_PER_THREAD: every block packs the whole operand that is not split (B when rows
-//   are split), so blocks are as few as the threads: 1024^3 ran at ~157 GFLOP/s with one
-//   block per thread, ~148 with two and ~134 with four. The price is that a core slowed by
-//   another process is not helped out by the other.
-// - Blocks are multiples of BLOCK_ALIGN, the side of matrixmultiply's largest micro-kernel
-//   (16x16 with AVX-512; 8x8 with AVX2 and FMA, which divides it), so that only the last
-//   block runs the slower masked kernel on its edge. It also keeps results independent of
-//   the cut: the masked kernel rounds `alpha AB + beta C` in two steps where the full one
-//   fuses them, so every element must fall in the same kind of tile whatever the cut.
-// - MIN_BLOCK keeps blocks from becoming so thin that packing the shared operand dominates.
-const PARALLEL_MIN_MACS: usize = 1 << 21;
-const BLOCKS_PER_THREAD: usize = 1;
-const BLOCK_ALIGN: usize = 16;
-const MIN_BLOCK: usize = 64;
+use crate::tuning::gemm::{BLOCK_ALIGN, BLOCKS_PER_THREAD, MIN_BLOCK, PARALLEL_MIN_MACS};
 
 /// Whether an operand of [`sgemm`] is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

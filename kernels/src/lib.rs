@@ -29,6 +29,7 @@ pub mod reference;
 mod scratch;
 pub mod simd;
 pub mod skip;
+mod tuning;
 
 #[cfg(test)]
 mod testing;

@@ -9,16 +9,12 @@
 
 use crate::elementwise::lanes::map_sum;
 use crate::elementwise::math::exp;
-use crate::elementwise::tasks::run_task;
+use crate::elementwise::tasks::{items_per_task, run_task};
 use rayon::prelude::*;
-
-/// NOTE: tasks of at least this many elements keep rayon's per-task cost small against the
-/// work, and let small problems run on the calling thread without entering the pool.
-const MIN_TASK_LEN: usize = 1 << 14;
 
 /// Elements per task: a whole number of rows.
 fn task_len(cols: usize) -> usize {
-    (MIN_TASK_LEN / cols).max(1) * cols
+    items_per_task(cols) * cols
 }
 
 /// Row-wise softmax: `y[r, j] = exp(x[r, j] - max_r) / sum_k exp(x[r, k] - max_r)`.

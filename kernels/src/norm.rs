@@ -10,7 +10,7 @@
 //! instruction set, the same bits on every set.
 
 use crate::elementwise::lanes::map_sum;
-use crate::elementwise::tasks::run_task;
+use crate::elementwise::tasks::{items_per_task, run_task};
 use rayon::prelude::*;
 
 /// Shape of batch-normalised data: `[batch, channels, plane]`, statistics per channel.
@@ -32,10 +32,6 @@ impl BatchNormGeometry {
         self.batch * self.plane
     }
 }
-
-/// NOTE: tasks of at least this many elements keep rayon's per-task cost small against the
-/// work, and let small problems run on the calling thread without entering the pool.
-const MIN_TASK_LEN: usize = 1 << 14;
 
 /// Batch normalisation, training mode. Per channel `c`, over all `(n, p)`:
 /// `mean = sum x / m`, `var = sum (x - mean)^2 / m` (biased) with `m = batch * plane`,
@@ -420,7 +416,7 @@ fn channel_sums<const K: usize>(
     if g.plane == 1 {
         return row_sums(g, a, b, centers, term);
     }
-    let per_task = (MIN_TASK_LEN / g.per_channel()).max(1);
+    let per_task = items_per_task(g.per_channel());
     let blocks: Vec<Vec<[f64; K]>> = (0..g.channels.div_ceil(per_task))
         .into_par_iter()
         .map(|block| {
@@ -464,7 +460,7 @@ fn row_sums<const K: usize>(
     centers: &[(f32, f32)],
     term: impl Fn((f32, f32), f32, f32) -> [f32; K] + Sync,
 ) -> Vec<[f64; K]> {
-    let task_len = (MIN_TASK_LEN / g.channels).max(1) * g.channels;
+    let task_len = items_per_task(g.channels) * g.channels;
     let partials: Vec<Vec<[f64; K]>> = a
         .par_chunks(task_len)
         .zip(b.par_chunks(task_len))
@@ -515,7 +511,7 @@ fn map_channels(
         return;
     }
     let unit = if g.plane == 1 { g.channels } else { g.plane };
-    let task_len = (MIN_TASK_LEN / unit).max(1) * unit;
+    let task_len = items_per_task(unit) * unit;
     out.par_chunks_mut(task_len)
         .zip(a.par_chunks(task_len))
         .zip(b.par_chunks(task_len))

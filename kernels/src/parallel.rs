@@ -11,14 +11,10 @@
 //! bounded time, only for the tasks the helpers are still running, so that a call rarely
 //! puts a thread to sleep.
 
+use crate::tuning::parallel::{SPINS_BEFORE_YIELD, YIELDS};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-
-/// Spins between checks before the waiting caller starts yielding its core, and yields
-/// before it goes to sleep until the helpers are done.
-const SPINS_BEFORE_YIELD: u32 = 1 << 12;
-const YIELDS: u32 = 1 << 10;
 
 /// Runs `run(participant, task)` on every task, each exactly once, on the calling thread
 /// and up to `rayon::current_num_threads() - 1` helpers from rayon's pool; returns when all

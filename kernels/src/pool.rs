@@ -6,7 +6,7 @@
 //! flushed, its loops compiled for the chosen instruction set.
 
 use crate::elementwise::reduce::beats;
-use crate::elementwise::tasks::run_task;
+use crate::elementwise::tasks::{items_per_task, run_task};
 use rayon::prelude::*;
 
 /// Shape of a 2-D pooling: input `[batch, channels, in_h, in_w]`, output
@@ -91,15 +91,6 @@ fn out_extent(input: usize, kernel: usize, stride: usize, pad: usize) -> usize {
     (input + 2 * pad - kernel) / stride + 1
 }
 
-/// NOTE: tasks of at least this many input elements keep rayon's per-task cost small against
-/// the work, and let small problems run on the calling thread without entering the pool.
-const MIN_TASK_LEN: usize = 1 << 14;
-
-/// How many whole planes of `plane_len` elements one task takes.
-fn planes_per_task(plane_len: usize) -> usize {
-    (MIN_TASK_LEN / plane_len.max(1)).max(1)
-}
-
 /// For each output position along one axis, the clipped input range `start..end` its window
 /// covers (padding excluded).
 fn window_ranges(input: usize, kernel: usize, stride: usize, pad: usize) -> Vec<(usize, usize)> {
@@ -150,7 +141,7 @@ pub fn max_pool2d_forward(
     }
     let in_plane = g.in_h * g.in_w;
     let out_plane = g.out_h() * g.out_w();
-    let per_task = planes_per_task(in_plane);
+    let per_task = items_per_task(in_plane);
     let rows = window_ranges(g.in_h, g.kernel_h, g.stride_h, g.pad_h);
     let cols = window_ranges(g.in_w, g.kernel_w, g.stride_w, g.pad_w);
     let window = (
@@ -319,7 +310,7 @@ pub fn max_pool2d_backward(
     }
     let in_plane = g.in_h * g.in_w;
     let out_plane = g.out_h() * g.out_w();
-    let per_task = planes_per_task(in_plane);
+    let per_task = items_per_task(in_plane);
     grad_input
         .par_chunks_mut(in_plane * per_task)
         .zip(grad_output.par_chunks(out_plane * per_task))
@@ -370,7 +361,7 @@ pub fn avg_pool2d_forward(g: &Pool2dGeometry, input: &[f32], output: &mut [f32])
     }
     let in_plane = g.in_h * g.in_w;
     let out_plane = g.out_h() * g.out_w();
-    let per_task = planes_per_task(in_plane);
+    let per_task = items_per_task(in_plane);
     let rows = window_ranges(g.in_h, g.kernel_h, g.stride_h, g.pad_h);
     let cols = window_ranges(g.in_w, g.kernel_w, g.stride_w, g.pad_w);
     let inv_area = 1.0 / (g.kernel_h * g.kernel_w) as f32;
@@ -425,7 +416,7 @@ pub fn avg_pool2d_backward(g: &Pool2dGeometry, grad_output: &[f32], grad_input: 
     }
     let in_plane = g.in_h * g.in_w;
     let out_plane = g.out_h() * g.out_w();
-    let per_task = planes_per_task(in_plane);
+    let per_task = items_per_task(in_plane);
     let rows = window_ranges(g.in_h, g.kernel_h, g.stride_h, g.pad_h);
     let cols = window_ranges(g.in_w, g.kernel_w, g.stride_w, g.pad_w);
     let inv_area = 1.0 / (g.kernel_h * g.kernel_w) as f32;
@@ -486,7 +477,7 @@ pub fn global_avg_pool2d_forward(
         return;
     }
     assert!(plane >= 1, "global_avg_pool2d_forward: empty plane");
-    let per_task = planes_per_task(plane);
+    let per_task = items_per_task(plane);
     let inv_plane = 1.0 / plane as f64;
     input
         .par_chunks(plane * per_task)
@@ -528,7 +519,7 @@ pub fn global_avg_pool2d_backward(
     if grad_input.is_empty() {
         return;
     }
-    let per_task = planes_per_task(plane);
+    let per_task = items_per_task(plane);
     let inv_plane = 1.0 / plane as f32;
     grad_input
         .par_chunks_mut(plane * per_task)

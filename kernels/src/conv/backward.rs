@@ -12,14 +12,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
-use super::plan::{BLOCK_ALIGN, Tiles, WEIGHT_GRADIENT_GROUPS, blocks_for_threads, split_range};
+use super::plan::{Tiles, blocks_for_threads, split_range};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::scratch::ScratchPerThread;
-
-// NOTE: the final sum of the partial weight gradients runs in chunks of this many elements,
-// large enough to amortise a task, small enough to spread a big layer over the threads.
-const REDUCE_CHUNK: usize = 16 * 1024;
+use crate::tuning::conv::{BLOCK_ALIGN, REDUCE_CHUNK, WEIGHT_GRADIENT_GROUPS};
 
 /// `grad_bias[o] = sum over (n, p) of grad_output[n, o, p]`, one task per output channel.
 pub(super) fn bias_gradient(g: &Conv2dGeometry, grad_output: &[f32], grad_bias: &mut [f32]) {

@@ -5,10 +5,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
-use super::plan::{BLOCK_ALIGN, Tiles, blocks_for_threads, split_range};
+use super::plan::{Tiles, blocks_for_threads, split_range};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::scratch::ScratchPerThread;
+use crate::tuning::conv::BLOCK_ALIGN;
 
 /// One task: output channels `channels` at positions `positions` of image `image`.
 struct Task<'a> {

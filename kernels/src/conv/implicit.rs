@@ -19,7 +19,6 @@
 use std::ops::Range;
 
 use super::Conv2dGeometry;
-use super::plan::TASKS_PER_THREAD;
 use super::skip::{ActiveForward, Segment, active_sizes, cut_into_tiles, run_tiles};
 use crate::gemm::MatrixViewMut;
 use crate::scratch::{Scratch, ScratchPerThread, grown};
@@ -27,22 +26,10 @@ use crate::skip::{ActiveChannels, Epilogue};
 
 mod kernel;
 
+use crate::tuning::conv::TASKS_PER_THREAD;
+use crate::tuning::implicit::{GROUPS_PER_TASK, SERIAL_MACS, TILE_POSITIONS};
 pub(super) use kernel::MicroKernel;
 use kernel::{Blocks, RowActivation};
-
-// NOTE: tuning constants, measured on a 2-core AMD EPYC with AVX-512 on MnistNet's second
-// convolution.
-// - TILE_POSITIONS: positions per task; large tiles waste fewer masked lanes at segment
-//   edges, and there is no im2col tile to keep in cache any more.
-// - SERIAL_MACS: below this many multiply-accumulates a call runs on the calling thread.
-//   MnistNet's first layer at batch 1 (210k) is above it: split, it costs about what it
-//   saves, but it wakes a second thread, which the next layer then finds awake (batch 1
-//   took 5 µs less in all).
-// - GROUPS_PER_TASK: a batch split by filters is cut into this many times more groups than
-//   tasks wanted, so that a thread that starts late (woken from sleep) takes fewer.
-const TILE_POSITIONS: usize = 2048;
-const SERIAL_MACS: usize = 1 << 17;
-const GROUPS_PER_TASK: usize = 2;
 
 /// The active filters packed for a micro-kernel (see [`pack_filters`]) and the input
 /// offsets of the active im2col rows (see [`input_offsets`]).

@@ -6,27 +6,8 @@
 //! only on the geometry, never on the number of threads, so every gradient is summed in the
 //! same order (and comes out bit-for-bit the same) whatever `RAYON_NUM_THREADS` says.
 
+use crate::tuning::conv::{BLOCK_ALIGN, COL_TILE_FLOATS, MIN_TILE, TASKS_PER_THREAD};
 use std::ops::Range;
-
-// NOTE: tuning constants, measured on a 2-core AMD EPYC (Zen 3, 512 KiB L2 per core) with
-// MnistNet's second convolution (im2col rows 288, 576 positions per image).
-// - COL_TILE_FLOATS: an im2col tile (160 KiB) and matrixmultiply's packed copy of it stay
-//   together in one core's L2, with room for the weights. 40, 64 and 96 Ki floats measured
-//   the same within noise (~130 GFLOP/s forward on 2 cores, 5, 3 and 2 tiles per image),
-//   so the size that fits the cache, and gives work stealing more tasks, was kept.
-// - MIN_TILE: narrower tiles make the 8-wide micro-kernel's edges and the per-tile packing
-//   of the weights cost more than the cache misses they avoid.
-// - TASKS_PER_THREAD: with 2 tasks per thread a batch of one image still keeps both cores
-//   busy; 4 made each task's matrix product smaller and the batch-1 backward 15% slower.
-// - WEIGHT_GRADIENT_GROUPS: the weight gradient is summed in this many independent partial
-//   sums (then added in a fixed order); a constant, not the thread count, so the result does
-//   not depend on how many threads run. 8 keeps 2 to 4 threads busy.
-// - BLOCK_ALIGN: channel blocks are multiples of the micro-kernel's 8 rows.
-pub(super) const COL_TILE_FLOATS: usize = 40 * 1024;
-pub(super) const MIN_TILE: usize = 32;
-pub(super) const TASKS_PER_THREAD: usize = 2;
-pub(super) const WEIGHT_GRADIENT_GROUPS: usize = 8;
-pub(super) const BLOCK_ALIGN: usize = 8;
 
 /// The output positions `0..positions` cut into tiles of `tile` positions (the last one
 /// shorter): as few as keep `col_rows x tile` floats within [`COL_TILE_FLOATS`], but no

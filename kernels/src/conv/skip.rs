@@ -21,25 +21,14 @@ use std::ops::Range;
 use super::Conv2dGeometry;
 use super::im2col::{ColumnBlock, im2col_into, im2col_wide_into};
 use super::implicit::{self, MicroKernel};
-use super::plan::{MIN_TILE, TASKS_PER_THREAD};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::parallel::for_each_task;
 use crate::scratch::{Scratch, ScratchPerThread, grown};
 use crate::simd;
 use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
-
-// NOTE: tuning constants for the fused forward, sized for MnistNet's second convolution
-// (288 im2col rows) on a 2-core AVX-512 Xeon with 2 MiB of L2 per core.
-// - TILE_FLOATS: the im2col tile, its packed copy and the product tile stay in L2. Twice
-//   the dense forward's tile, so the filters are packed half as often per output; not
-//   tuned further (the machine was shared). Tiles are multiples of TILE_ALIGN positions,
-//   the width of matrixmultiply's AVX-512 micro-kernel.
-// - SERIAL_MACS: below this many multiply-accumulates a call runs on the calling thread,
-//   where waking the pool would cost more than it saves (a batch-1 first convolution).
-const TILE_FLOATS: usize = 160 * 1024;
-const TILE_ALIGN: usize = 16;
-const SERIAL_MACS: usize = 1 << 21;
+use crate::tuning::conv::{MIN_TILE, TASKS_PER_THREAD};
+use crate::tuning::conv_im2col::{SERIAL_MACS, TILE_ALIGN, TILE_FLOATS};
 
 /// One image's share of a tile: `positions` of image `image`, stored from column `column`
 /// of the tile's matrices, and the output block they fill.

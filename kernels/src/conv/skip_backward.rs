@@ -13,12 +13,13 @@ use rayon::prelude::*;
 use super::Conv2dGeometry;
 use super::backward::plane_sum;
 use super::im2col::{ColumnBlock, col2im_add_from, im2col_into};
-use super::plan::{Tiles, WEIGHT_GRADIENT_GROUPS, split_range};
+use super::plan::{Tiles, split_range};
 use super::skip::{active_sizes, gather_filters_transposed};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::scratch::{ScratchPerThread, grown};
 use crate::skip::ActiveChannels;
+use crate::tuning::conv::WEIGHT_GRADIENT_GROUPS;
 
 /// Copies the active output channels' planes of one image's gradient, restricted to
 /// `tile`, into a row-major `outputs x tile.len()` matrix.

@@ -5,6 +5,7 @@
 use super::PARTIAL_TERMS;
 use super::lanes::{gather, map_sum, window};
 use super::tasks::{items_per_task, run_tasks};
+use crate::tuning::memory_bound::SMALL_PLANE;
 
 /// The sizes of a `[batch, channels, plane]` array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,13 +49,6 @@ impl ChannelShape {
         );
     }
 }
-
-/// Planes smaller than this go through the row path of [`map_reduce_channels`].
-///
-/// NOTE: below 16 elements (and above all at `plane == 1`, an `[N, C]` matrix) a plane is
-/// shorter than a vector or two, so most of its loop would be the scalar tail; the row path
-/// vectorises across channels instead.
-const SMALL_PLANE: usize = 16;
 
 /// The driver of every per-channel kernel. For each element `(n, c, p)`, with `s =
 /// param[c]` (zero when `param` is `None`):

@@ -3,15 +3,10 @@
 use super::lanes::{map_sum, update_run, window};
 use super::tasks::{items_per_task, run_tasks};
 use super::{PARTIAL_TERMS, TASK_LEN, assert_same_len};
+use crate::tuning::memory_bound::REDUCE_TILE;
 
 /// Lanes of [`row_max`]: element `l` of a row is compared within lane `l % MAX_LANES`.
 const MAX_LANES: usize = 16;
-
-/// Columns of the `[len, inner]` slab that one work item of an axis reduction covers.
-///
-/// NOTE: 256 columns (1 KiB per row) keep the tile's scratch rows in L1 while each row
-/// segment is still long enough for the hardware prefetcher.
-const TILE: usize = 256;
 
 /// `sum over i of term(inputs[0][i], ...)` on the calling thread, as [`map_sum`] adds
 /// (`f32` partial sums of at most 32 terms, added in `f64`).
@@ -120,19 +115,19 @@ pub fn sum_axis(outer: usize, len: usize, inner: usize, x: &[f32], out: &mut [f3
     if out.is_empty() {
         return;
     }
-    let per_row = inner.div_ceil(TILE);
+    let per_row = inner.div_ceil(REDUCE_TILE);
     let tiles = out
         .chunks_mut(inner)
-        .flat_map(|row| row.chunks_mut(TILE))
+        .flat_map(|row| row.chunks_mut(REDUCE_TILE))
         .enumerate();
-    let groups = group(tiles, items_per_task(len * inner.min(TILE)));
+    let groups = group(tiles, items_per_task(len * inner.min(REDUCE_TILE)));
     run_tasks(
         groups,
         total,
         #[inline(always)]
         |_, group| {
             for (t, tile) in group {
-                let (o, i0) = (t / per_row, t % per_row * TILE);
+                let (o, i0) = (t / per_row, t % per_row * REDUCE_TILE);
                 let slab = &x[o * len * inner..(o + 1) * len * inner];
                 if inner == 1 {
                     tile[0] = sum_terms([slab], |[v]| v) as f32;
@@ -151,9 +146,9 @@ pub fn sum_axis(outer: usize, len: usize, inner: usize, x: &[f32], out: &mut [f3
 fn column_sums(slab: &[f32], inner: usize, i0: usize, tile: &mut [f32]) {
     let width = tile.len();
     let row = |l: usize| &slab[l * inner + i0..l * inner + i0 + width];
-    let mut block = [0.0_f32; TILE];
+    let mut block = [0.0_f32; REDUCE_TILE];
     let block = &mut block[..width];
-    let mut totals = [0.0_f64; TILE];
+    let mut totals = [0.0_f64; REDUCE_TILE];
     let totals = &mut totals[..width];
     let len = slab.len() / inner;
     for first in (0..len).step_by(PARTIAL_TERMS) {
@@ -216,20 +211,22 @@ pub fn max_axis(
     if out.is_empty() {
         return;
     }
-    let per_row = inner.div_ceil(TILE);
-    let out_tiles = out.chunks_mut(inner).flat_map(|row| row.chunks_mut(TILE));
+    let per_row = inner.div_ceil(REDUCE_TILE);
+    let out_tiles = out
+        .chunks_mut(inner)
+        .flat_map(|row| row.chunks_mut(REDUCE_TILE));
     let arg_tiles = argmax
         .chunks_mut(inner)
-        .flat_map(|row| row.chunks_mut(TILE));
+        .flat_map(|row| row.chunks_mut(REDUCE_TILE));
     let tiles = out_tiles.zip(arg_tiles).enumerate();
-    let groups = group(tiles, items_per_task(len * inner.min(TILE)));
+    let groups = group(tiles, items_per_task(len * inner.min(REDUCE_TILE)));
     run_tasks(
         groups,
         total,
         #[inline(always)]
         |_, group| {
             for (t, (tile, arg_tile)) in group {
-                let (o, i0) = (t / per_row, t % per_row * TILE);
+                let (o, i0) = (t / per_row, t % per_row * REDUCE_TILE);
                 let slab = &x[o * len * inner..(o + 1) * len * inner];
                 if inner == 1 {
                     let (value, index) = row_max(slab);

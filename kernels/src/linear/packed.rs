@@ -29,22 +29,11 @@ use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 mod tile;
 
+use crate::tuning::packed_linear::{
+    FEATURE_PARTS_PER_THREAD, PARALLEL_MACS, PARALLEL_REPACK, ROW_BATCH, TILE_FEATURES,
+    TILE_OUTPUTS,
+};
 use tile::{LaneActivation, Layer, MicroKernel};
-
-// NOTE: tuning constants, measured with MnistNet's first linear layer (9216 -> 128) on a
-// 2-core AMD EPYC with AVX-512 (the tile shapes of each instruction set: `tile.rs`).
-// - ROW_BATCH: from this many rows per thread the batch is split by rows (each thread
-//   reads the whole weight once); below it by input features (the weight read once in all),
-//   in FEATURE_PARTS_PER_THREAD parts per thread.
-// - PARALLEL_MACS: below this many multiply-accumulates a call runs on the calling thread.
-// - TILE_OUTPUTS, TILE_FEATURES: the tiles the weight is transposed in (4 KiB each);
-//   from PARALLEL_REPACK weights the tiles are transposed in parallel.
-const ROW_BATCH: usize = 8;
-const FEATURE_PARTS_PER_THREAD: usize = 4;
-const PARALLEL_MACS: usize = 1 << 17;
-const PARALLEL_REPACK: usize = 1 << 16;
-const TILE_OUTPUTS: usize = 16;
-const TILE_FEATURES: usize = 64;
 
 /// A fully connected layer `y = x W^T + b` with the active part of its weight `W`
 /// (`[out_features, in_features]`, as PyTorch stores it) transposed once for

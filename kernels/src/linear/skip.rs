@@ -26,23 +26,8 @@ use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_forward_operands}
 
 mod tile;
 
+use crate::tuning::skip_linear::{DOT_MAX_BATCH, PARALLEL_MACS};
 use tile::{Layer, MicroKernel};
-
-// NOTE: tuning constants, chosen for MnistNet's first linear layer (9216 -> 128).
-// - Up to DOT_MAX_BATCH rows the dot products should win: each weight row is read once from
-//   memory, in place, and reused from L1 for every row of the batch. A larger batch runs
-//   the tiles, which reuse each vector of weights for several rows and each vector of
-//   inputs for several weight rows (8 and 3 with AVX-512).
-// - Every set runs the tiles. CPUs without AVX-512 used to gather the active weights into a
-//   `PackedLinear` on every call and run its product; with the generic packed tiles that
-//   path, measured on two threads at batch 64 (MnistNet's first layer, half of it active),
-//   took 610, 790 and 1,775 µs (AVX-512, AVX2, portable) against the tiles' 520, 470 and
-//   1,300, and at batch 16 410, 510 and 770 against 125, 160 and 360 (on one thread it was
-//   5 to 12% faster at batch 64: the repacking's parallel iterator and fresh pages cost on
-//   two).
-// - Below PARALLEL_MACS multiply-accumulates a call runs on the calling thread.
-const DOT_MAX_BATCH: usize = 4;
-const PARALLEL_MACS: usize = 1 << 17;
 
 /// Copies the listed `runs` of columns of the listed `rows` of `matrix` (rows `row_len`
 /// long) into a row-major `rows x total run length` matrix.

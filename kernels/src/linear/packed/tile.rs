@@ -7,10 +7,7 @@ use std::ops::Range;
 use crate::simd::Isa;
 use crate::simd::vector::{Kernel, Vector, dispatch};
 use crate::skip::{Epilogue, activate};
-
-/// Input features per block: a block of the transposed weight (128 KiB for 128 outputs)
-/// stays in L2 while every row of a thread's share reads it.
-const FEATURE_BLOCK: usize = 256;
+use crate::tuning::packed_linear::FEATURE_BLOCK;
 
 /// The tiles of one instruction set: rows of the batch by vectors of active outputs, in
 /// three shapes (tall, half as tall, and a single row).

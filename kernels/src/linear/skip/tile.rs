@@ -27,12 +27,8 @@ use crate::aligned::AlignedFloats;
 use crate::simd::Isa;
 use crate::simd::vector::{Kernel, Vector, dispatch};
 use crate::skip::Epilogue;
+use crate::tuning::skip_linear::{FEATURE_BLOCK, GATHERED_OUTPUTS};
 
-/// Active input features per block.
-const FEATURE_BLOCK: usize = 512;
-/// The most active outputs whose gathered weight rows of a block (runs shorter than a
-/// vector) are kept for every tile of rows: 256 KiB of them.
-const GATHERED_OUTPUTS: usize = 128;
 /// The most lanes of a vector of any instruction set: the partial sums are laid out for
 /// the set's own, in a buffer sized for these.
 const MAX_LANES: usize = 16;
