@@ -19,7 +19,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use rotor::kernels::conv::{self, Conv2dGeometry};
-use rotor::kernels::gemm::{self, Transpose};
+use rotor::kernels::gemm::{self, MatrixView, MatrixViewMut};
 
 /// Deterministic values in [-1, 1) without a random-number dependency.
 fn filled(len: usize, seed: u32) -> Vec<f32> {
@@ -43,17 +43,14 @@ fn sgemm(c: &mut Criterion) {
     group.throughput(Throughput::Elements(2 * (size as u64).pow(3)));
     group.bench_function(size.to_string(), |bench| {
         bench.iter(|| {
+            let a = MatrixView::row_major(black_box(&a), size, size);
+            let b = MatrixView::row_major(black_box(&b), size, size);
             gemm::sgemm(
-                Transpose::No,
-                Transpose::No,
-                size,
-                size,
-                size,
                 1.0,
-                black_box(&a),
-                black_box(&b),
+                a,
+                b,
                 0.0,
-                &mut out,
+                MatrixViewMut::row_major(&mut out, size, size),
             )
         })
     });
@@ -105,14 +102,17 @@ fn conv2d(c: &mut Criterion) {
     group.throughput(Throughput::Elements(2 * g.flops()));
     group.bench_function("backward", |bench| {
         bench.iter(|| {
+            let grads = conv::Conv2dGradients {
+                input: Some(&mut grad_input),
+                weight: Some(&mut grad_weight),
+                bias: Some(&mut grad_bias),
+            };
             conv::conv2d_backward(
                 &g,
                 black_box(&input),
                 black_box(&weight),
                 black_box(&grad_output),
-                Some(&mut grad_input),
-                Some(&mut grad_weight),
-                Some(&mut grad_bias),
+                grads,
             )
         })
     });

@@ -54,18 +54,23 @@ pub fn implicit(c: &mut Criterion) {
                     outputs: &outputs,
                 };
                 let layer = PackedConv2d::new(&g, active, &weight);
+                let forward = if pool {
+                    PackedConv2d::forward_max_pool2
+                } else {
+                    PackedConv2d::forward
+                };
                 let macs = g.output_len() / g.out_channels * outputs.len() * inputs.len() * 9;
                 group.throughput(Throughput::Elements(2 * macs as u64));
                 let mut scratch = SkipScratch::new();
                 let label = if keep == 1 { "dense" } else { "keep50" };
                 group.bench_function(format!("{name}/{label}/batch{batch}"), |bench| {
                     bench.iter(|| {
-                        layer.forward(
+                        forward(
+                            &layer,
                             batch,
                             black_box(&input),
                             Some(&bias),
                             Epilogue::RotatedRelu(&slope),
-                            pool,
                             &mut scratch,
                             &mut output,
                         )

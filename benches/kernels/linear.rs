@@ -5,7 +5,7 @@
 use criterion::{Criterion, Throughput};
 use rotor_kernels::aligned::AlignedFloats;
 use rotor_kernels::linear::PackedLinear;
-use rotor_kernels::linear::{LinearGeometry, linear_forward_active};
+use rotor_kernels::linear::{ActiveLinear, LinearGeometry, linear_forward_active};
 use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
 use std::hint::black_box;
 
@@ -60,16 +60,14 @@ pub fn linear(c: &mut Criterion) {
     group.throughput(Throughput::Elements(flops(&packed_half)));
     group.bench_function("skipping/keep50", |bench| {
         bench.iter(|| {
-            linear_forward_active(
-                &g,
-                half,
-                black_box(&input),
-                black_box(&weight),
-                Some(&bias),
+            let layer = ActiveLinear {
+                geometry: g,
+                active: half,
+                weight: black_box(&weight),
+                bias: Some(&bias),
                 epilogue,
-                &mut scratch,
-                &mut output,
-            )
+            };
+            linear_forward_active(&layer, black_box(&input), &mut scratch, &mut output)
         })
     });
     group.finish();
@@ -102,16 +100,14 @@ fn second_layer(c: &mut Criterion) {
     ));
     group.bench_function("skipping/keep25", |bench| {
         bench.iter(|| {
-            linear_forward_active(
-                &g,
+            let layer = ActiveLinear {
+                geometry: g,
                 active,
-                black_box(&input),
-                black_box(&weight),
-                Some(&bias),
-                Epilogue::Identity,
-                &mut scratch,
-                &mut output,
-            )
+                weight: black_box(&weight),
+                bias: Some(&bias),
+                epilogue: Epilogue::Identity,
+            };
+            linear_forward_active(&layer, black_box(&input), &mut scratch, &mut output)
         })
     });
     group.finish();

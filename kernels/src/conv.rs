@@ -18,8 +18,9 @@ mod plan;
 mod skip;
 mod skip_backward;
 
-use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_forward_operands};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_channel_operands};
 pub use packed::PackedConv2d;
+use skip::ActiveForward;
 
 /// The shapes of a 2-D convolution.
 ///
@@ -195,6 +196,18 @@ pub fn conv2d_forward(
     forward::forward(g, input, weight, bias, output);
 }
 
+/// The gradients a backward convolution computes: each is requested by a buffer, which is
+/// overwritten (it may hold NaN on entry), and skipped when `None`.
+#[derive(Debug, Default)]
+pub struct Conv2dGradients<'a> {
+    /// The input's gradient, `[batch, in_channels, in_h, in_w]`.
+    pub input: Option<&'a mut [f32]>,
+    /// The weight's gradient, `[out_channels, in_channels, kernel_h, kernel_w]`.
+    pub weight: Option<&'a mut [f32]>,
+    /// The bias's gradient, `[out_channels]`.
+    pub bias: Option<&'a mut [f32]>,
+}
+
 /// Backward convolution: the gradients of a loss with respect to the input, the weight and
 /// the bias of [`conv2d_forward`], given `grad_output` (shaped as the output):
 ///
@@ -206,57 +219,27 @@ pub fn conv2d_forward(
 /// grad_bias[o] = sum over (n, y, x) of grad_output[n, o, y, x]
 /// ```
 ///
-/// Computes any subset: each requested buffer is overwritten (it may hold NaN on entry).
-/// `input` is read only for `grad_weight` and `weight` only for `grad_input`, but both are
-/// length-checked always. Runs on rayon's global pool; the results are the same bit for
-/// bit whatever the number of threads.
+/// Computes the gradients `grads` requests. `input` is read only for the weight's gradient
+/// and `weight` only for the input's, but both are length-checked always. Runs on rayon's
+/// global pool; the results are the same bit for bit whatever the number of threads.
 ///
 /// # Panics
-/// If the geometry is invalid, or a slice's length differs from `g.input_len()` (input,
-/// grad_input), `g.weight_len()` (weight, grad_weight), `g.output_len()` (grad_output) or
-/// `g.out_channels` (grad_bias).
+/// If the geometry is invalid, or a slice's length differs from `g.input_len()` (input, and
+/// its gradient), `g.weight_len()` (weight, and its gradient), `g.output_len()`
+/// (grad_output) or `g.out_channels` (the bias's gradient); nothing is written then.
 pub fn conv2d_backward(
     g: &Conv2dGeometry,
     input: &[f32],
     weight: &[f32],
     grad_output: &[f32],
-    grad_input: Option<&mut [f32]>,
-    grad_weight: Option<&mut [f32]>,
-    grad_bias: Option<&mut [f32]>,
+    grads: Conv2dGradients<'_>,
 ) {
-    g.assert_valid();
-    assert_eq!(input.len(), g.input_len(), "conv2d_backward: input length");
-    assert_eq!(
-        weight.len(),
-        g.weight_len(),
-        "conv2d_backward: weight length"
-    );
-    assert_eq!(
-        grad_output.len(),
-        g.output_len(),
-        "conv2d_backward: grad_output length"
-    );
-    if let Some(grad_bias) = grad_bias.as_deref() {
-        assert_eq!(
-            grad_bias.len(),
-            g.out_channels,
-            "conv2d_backward: grad_bias length"
-        );
-    }
-    if let Some(grad_weight) = grad_weight.as_deref() {
-        assert_eq!(
-            grad_weight.len(),
-            g.weight_len(),
-            "conv2d_backward: grad_weight length"
-        );
-    }
-    if let Some(grad_input) = grad_input.as_deref() {
-        assert_eq!(
-            grad_input.len(),
-            g.input_len(),
-            "conv2d_backward: grad_input length"
-        );
-    }
+    check_backward("conv2d_backward", g, input, weight, grad_output, &grads);
+    let Conv2dGradients {
+        input: grad_input,
+        weight: grad_weight,
+        bias: grad_bias,
+    } = grads;
     if let Some(grad_bias) = grad_bias {
         backward::bias_gradient(g, grad_output, grad_bias);
     }
@@ -265,6 +248,44 @@ pub fn conv2d_backward(
     }
     if let Some(grad_input) = grad_input {
         backward::input_gradient(g, weight, grad_output, grad_input);
+    }
+}
+
+/// A convolution as the channel-skipping forwards read it: the full layer's weight, the
+/// channels to read and compute, and what follows the product.
+///
+/// Inactive input channels of the weight, and the bias and slopes of inactive output
+/// channels, are not read.
+#[derive(Clone, Copy, Debug)]
+pub struct ActiveConv2d<'a> {
+    /// The shapes, batch included.
+    pub geometry: Conv2dGeometry,
+    /// The input channels read and the output channels computed.
+    pub active: ActiveChannels<'a>,
+    /// The full layer's filters, `[out_channels, in_channels, kernel_h, kernel_w]`.
+    pub weight: &'a [f32],
+    /// One bias per output channel, or `None` for none.
+    pub bias: Option<&'a [f32]>,
+    /// What each computed output channel goes through after its bias.
+    pub epilogue: Epilogue<'a>,
+}
+
+impl ActiveConv2d<'_> {
+    /// Panics unless the geometry is valid, the lists, bias and slopes fit its channels, and
+    /// `input` and the weight have its lengths: everything a forward checks but its output.
+    #[track_caller]
+    fn check(&self, op: &str, input: &[f32]) {
+        let g = &self.geometry;
+        g.assert_valid();
+        check_channel_operands(
+            op,
+            (g.in_channels, g.out_channels),
+            self.active,
+            self.bias,
+            self.epilogue,
+        );
+        assert_eq!(input.len(), g.input_len(), "{op}: input length");
+        assert_eq!(self.weight.len(), g.weight_len(), "{op}: weight length");
     }
 }
 
@@ -277,40 +298,28 @@ pub fn conv2d_backward(
 /// ```
 ///
 /// the result of [`conv2d_forward`] on weights and inputs whose inactive channels are zero,
-/// passed through `epilogue`. Inactive input channels are not read; inactive output channels
-/// are not written (they keep whatever `output` held, so a caller that zeroes them once can
-/// reuse the buffer). The active filters are gathered as the operand is packed: no
-/// compacted copy of the layer is kept. `scratch` is reused between calls. Runs on rayon's
-/// global pool, or on the calling thread when the work is small.
+/// passed through the layer's epilogue. Inactive input channels are not read; inactive
+/// output channels are not written (they keep whatever `output` held, so a caller that
+/// zeroes them once can reuse the buffer). The active filters are gathered as the operand
+/// is packed: no compacted copy of the layer is kept. `scratch` is reused between calls.
+/// Runs on rayon's global pool, or on the calling thread when the work is small.
 ///
 /// # Panics
-/// If the geometry is invalid, a slice's length differs from `g.input_len()`,
-/// `g.weight_len()`, `g.out_channels` (bias, slopes) or `g.output_len()`, or an active list
-/// is not strictly increasing within its channel count.
-#[allow(clippy::too_many_arguments)]
+/// If the layer's geometry is invalid, a slice's length differs from its `input_len()`
+/// (input), `weight_len()` (weight), `out_channels` (bias, slopes) or `output_len()`
+/// (output), or an active list is not strictly increasing within its channel count.
 pub fn conv2d_forward_active(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
+    layer: &ActiveConv2d<'_>,
     input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let op = "conv2d_forward_active";
-    check_forward_active(op, g, active, input, weight, bias, epilogue);
-    check_output(op, g, false, output);
-    let call = skip::ActiveForward {
-        g,
-        active,
+    let call = ActiveForward {
+        layer,
         input,
-        weight,
-        bias,
-        epilogue,
         pool: false,
     };
-    skip::forward_active(&call, None, scratch, output);
+    forward_active_checked("conv2d_forward_active", &call, None, scratch, output);
 }
 
 /// [`conv2d_forward_active`] followed by a 2x2, stride-2 max pooling (floor mode, as
@@ -321,38 +330,40 @@ pub fn conv2d_forward_active(
 /// # Panics
 /// As [`conv2d_forward_active`], with the pooled output length, or if `out_h` is odd (a
 /// dropped last row would break the row pairs tiles are cut into).
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_active_max_pool2(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
+    layer: &ActiveConv2d<'_>,
     input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let op = "conv2d_forward_active_max_pool2";
-    check_forward_active(op, g, active, input, weight, bias, epilogue);
-    check_output(op, g, true, output);
-    let call = skip::ActiveForward {
-        g,
-        active,
+    let call = ActiveForward {
+        layer,
         input,
-        weight,
-        bias,
-        epilogue,
         pool: true,
     };
-    skip::forward_active(&call, None, scratch, output);
+    forward_active_checked(
+        "conv2d_forward_active_max_pool2",
+        &call,
+        None,
+        scratch,
+        output,
+    );
 }
 
-/// The output length of a channel-skipping forward, pooled 2x2 with `pool` (whose output
-/// height must then be even: a dropped last row would break the row pairs tiles are cut
-/// into).
+/// The path every channel-skipping forward takes: checks `call` and `output` in the name of
+/// `op`, then runs it, on `prepacked` filters when the caller keeps them.
 #[track_caller]
-fn check_output(op: &str, g: &Conv2dGeometry, pool: bool, output: &[f32]) {
-    let expected = if pool {
+fn forward_active_checked(
+    op: &str,
+    call: &ActiveForward<'_>,
+    prepacked: Option<implicit::Filters<'_>>,
+    scratch: &mut SkipScratch,
+    output: &mut [f32],
+) {
+    let g = &call.layer.geometry;
+    call.layer.check(op, call.input);
+    let expected = if call.pool {
+        // A dropped last row would break the row pairs tiles are cut into.
         let (out_h, out_w) = (g.out_h(), g.out_w());
         assert!(
             out_h.is_multiple_of(2),
@@ -363,79 +374,36 @@ fn check_output(op: &str, g: &Conv2dGeometry, pool: bool, output: &[f32]) {
         g.output_len()
     };
     assert_eq!(output.len(), expected, "{op}: output length");
-}
-
-/// The checks [`conv2d_forward_active`] and [`conv2d_forward_active_max_pool2`] share: all
-/// but the output length, which pooling changes.
-#[track_caller]
-fn check_forward_active(
-    op: &str,
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
-) {
-    g.assert_valid();
-    check_forward_operands(
-        op,
-        active,
-        epilogue,
-        (g.in_channels, g.out_channels),
-        input,
-        g.input_len(),
-        weight,
-        g.weight_len(),
-        bias,
-    );
+    skip::forward_active(call, prepacked, scratch, output);
 }
 
 /// Channel-skipping backward convolution: the gradients of [`conv2d_forward_active`]
 /// (with the identity epilogue), that is those of [`conv2d_backward`] on weights, inputs
-/// and output gradients whose inactive channels are zero. Each requested buffer is
-/// overwritten: `grad_input` on the active input channels, `grad_weight` on the active
-/// `(output, input)` pairs, `grad_bias` on the active outputs, and zero everywhere else.
+/// and output gradients whose inactive channels are zero. Each gradient `grads` requests
+/// is overwritten: the input's on the active input channels, the weight's on the active
+/// `(output, input)` pairs, the bias's on the active outputs, and zero everywhere else.
 /// Inactive channels of `input`, `weight` and `grad_output` are not read. Runs on rayon's
 /// global pool; the results do not depend on the number of threads.
 ///
 /// # Panics
 /// As [`conv2d_backward`], or if an active list is not strictly increasing within its
 /// channel count.
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_active(
     g: &Conv2dGeometry,
     active: ActiveChannels<'_>,
     input: &[f32],
     weight: &[f32],
     grad_output: &[f32],
-    grad_input: Option<&mut [f32]>,
-    grad_weight: Option<&mut [f32]>,
-    grad_bias: Option<&mut [f32]>,
+    grads: Conv2dGradients<'_>,
 ) {
     let op = "conv2d_backward_active";
-    g.assert_valid();
+    check_backward(op, g, input, weight, grad_output, &grads);
     active.check(op, g.in_channels, g.out_channels);
-    assert_eq!(input.len(), g.input_len(), "{op}: input length");
-    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
-    assert_eq!(
-        grad_output.len(),
-        g.output_len(),
-        "{op}: grad_output length"
-    );
-    if let Some(grad_bias) = grad_bias.as_deref() {
-        assert_eq!(grad_bias.len(), g.out_channels, "{op}: grad_bias length");
-    }
-    if let Some(grad_weight) = grad_weight.as_deref() {
-        assert_eq!(
-            grad_weight.len(),
-            g.weight_len(),
-            "{op}: grad_weight length"
-        );
-    }
-    if let Some(grad_input) = grad_input.as_deref() {
-        assert_eq!(grad_input.len(), g.input_len(), "{op}: grad_input length");
-    }
+    let Conv2dGradients {
+        input: grad_input,
+        weight: grad_weight,
+        bias: grad_bias,
+    } = grads;
     if let Some(grad_bias) = grad_bias {
         skip_backward::bias_gradient_active(g, active.outputs, grad_output, grad_bias);
     }
@@ -444,5 +412,36 @@ pub fn conv2d_backward_active(
     }
     if let Some(grad_input) = grad_input {
         skip_backward::input_gradient_active(g, active, weight, grad_output, grad_input);
+    }
+}
+
+/// The checks both backward convolutions make, before either writes anything: the
+/// geometry, and the lengths of every operand and requested gradient.
+#[track_caller]
+fn check_backward(
+    op: &str,
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grads: &Conv2dGradients<'_>,
+) {
+    g.assert_valid();
+    assert_eq!(input.len(), g.input_len(), "{op}: input length");
+    assert_eq!(weight.len(), g.weight_len(), "{op}: weight length");
+    assert_eq!(
+        grad_output.len(),
+        g.output_len(),
+        "{op}: grad_output length"
+    );
+    let requested = [
+        ("grad_input", grads.input.as_deref(), g.input_len()),
+        ("grad_weight", grads.weight.as_deref(), g.weight_len()),
+        ("grad_bias", grads.bias.as_deref(), g.out_channels),
+    ];
+    for (what, grad, len) in requested {
+        if let Some(grad) = grad {
+            assert_eq!(grad.len(), len, "{op}: {what} length");
+        }
     }
 }

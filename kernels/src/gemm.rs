@@ -1,10 +1,10 @@
-//! Single-precision matrix multiplication: `C <- alpha op(A) op(B) + beta C`.
+//! Single-precision matrix multiplication: `C <- alpha A B + beta C`.
 //!
 //! The micro-kernels and packing are `matrixmultiply`'s, which picks AVX2/FMA, AVX or SSE2
 //! code at run time. This module adds three things around it:
 //! - safe strided views ([`MatrixView`], [`MatrixViewMut`]) whose constructors check that
 //!   every element they describe lies inside the slice, and (for the output) that no two
-//!   elements share a memory location;
+//!   elements share a memory location; a transposed operand or a sub-matrix is a view too;
 //! - the BLAS conventions: `beta == 0` means C is not read (it may hold NaN), and
 //!   `alpha == 0` means A and B are not read;
 //! - threading on rayon's global pool: a large product is cut into blocks of rows of C (or of
@@ -18,15 +18,6 @@ use std::ops::Range;
 
 use crate::denormal::with_denormals_flushed;
 use crate::tuning::gemm::{BLOCK_ALIGN, BLOCKS_PER_THREAD, MIN_BLOCK, PARALLEL_MIN_MACS};
-
-/// Whether an operand of [`sgemm`] is used as stored or transposed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transpose {
-    /// `op(X) = X`.
-    No,
-    /// `op(X) = X^T`.
-    Yes,
-}
 
 /// A read-only matrix of `f32` with arbitrary strides: element `(i, j)` is
 /// `data[i * row_stride + j * col_stride]`.
@@ -426,42 +417,6 @@ impl<'a> MatrixViewMut<'a> {
     }
 }
 
-/// `C <- alpha op(A) op(B) + beta C` on contiguous row-major matrices.
-///
-/// `op(A)` is `m x k` (A is stored `m x k` when `ta` is [`Transpose::No`], `k x m` when it is
-/// [`Transpose::Yes`]); `op(B)` is `k x n` (B stored `k x n`, or `n x k` transposed); C is
-/// `m x n`. With `beta == 0` C is not read (it may hold NaN); with `alpha == 0` A and B are
-/// not read. Large products run in parallel on rayon's global pool.
-///
-/// # Panics
-/// If `a.len() != m * k`, `b.len() != k * n` or `c.len() != m * n`.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    ta: Transpose,
-    tb: Transpose,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-) {
-    assert_eq!(a.len(), m * k, "sgemm: length of A vs m * k = {m} * {k}");
-    assert_eq!(b.len(), k * n, "sgemm: length of B vs k * n = {k} * {n}");
-    assert_eq!(c.len(), m * n, "sgemm: length of C vs m * n = {m} * {n}");
-    let a = match ta {
-        Transpose::No => MatrixView::row_major(a, m, k),
-        Transpose::Yes => MatrixView::row_major(a, k, m).t(),
-    };
-    let b = match tb {
-        Transpose::No => MatrixView::row_major(b, k, n),
-        Transpose::Yes => MatrixView::row_major(b, n, k).t(),
-    };
-    sgemm_strided(alpha, a, b, beta, MatrixViewMut::row_major(c, m, n));
-}
-
 /// `C <- alpha A B + beta C` on strided views: A is `m x k`, B `k x n`, C `m x n`.
 ///
 /// Transposition is a view ([`MatrixView::t`]), and sub-matrices are views too, so this one
@@ -469,24 +424,30 @@ pub fn sgemm(
 /// NaN); with `alpha == 0` A and B are not read. Large products run in parallel on rayon's
 /// global pool; the result does not depend on the number of threads.
 ///
+/// ```
+/// use rotor_kernels::gemm::{MatrixView, MatrixViewMut, sgemm};
+///
+/// // C = A B^T, with A and B stored row-major as 2 x 3 matrices.
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let b = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+/// let mut c = [0.0; 4];
+/// let (a, b) = (MatrixView::row_major(&a, 2, 3), MatrixView::row_major(&b, 2, 3));
+/// sgemm(1.0, a, b.t(), 0.0, MatrixViewMut::row_major(&mut c, 2, 2));
+/// assert_eq!(c, [1.0, 3.0, 4.0, 6.0]);
+/// ```
+///
 /// # Panics
 /// If `a.cols() != b.rows()`, `c.rows() != a.rows()` or `c.cols() != b.cols()`.
-pub fn sgemm_strided(
-    alpha: f32,
-    a: MatrixView<'_>,
-    b: MatrixView<'_>,
-    beta: f32,
-    c: MatrixViewMut<'_>,
-) {
+pub fn sgemm(alpha: f32, a: MatrixView<'_>, b: MatrixView<'_>, beta: f32, c: MatrixViewMut<'_>) {
     assert_eq!(
         a.cols, b.rows,
-        "sgemm_strided: A is {}x{}, B is {}x{}",
+        "sgemm: A is {}x{}, B is {}x{}",
         a.rows, a.cols, b.rows, b.cols
     );
     assert_eq!(
         (c.rows, c.cols),
         (a.rows, b.cols),
-        "sgemm_strided: C is {}x{}, A B is {}x{}",
+        "sgemm: C is {}x{}, A B is {}x{}",
         c.rows,
         c.cols,
         a.rows,

@@ -17,7 +17,7 @@ mod packed;
 mod skip;
 
 pub use packed::PackedLinear;
-pub use skip::{linear_backward_active, linear_forward_active};
+pub use skip::{ActiveLinear, LinearGradients, linear_backward_active, linear_forward_active};
 
 /// The sizes of a fully connected layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,26 +35,19 @@ impl ActiveChannels<'_> {
     }
 }
 
-/// The checks a channel-skipping forward makes on everything but its output (whose length
-/// depends on the kernel's epilogue): the active lists, the slopes, and the lengths of
-/// `input`, `weight` and `bias` against `input_len`, `weight_len` and `channels.1`.
+/// The checks a channel-skipping forward makes against its layer's `(in_channels,
+/// out_channels)`: the active lists, and one bias and one slope per output channel. The
+/// lengths of the input, weight and output are the family's to check.
 #[track_caller]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn check_forward_operands(
+pub(crate) fn check_channel_operands(
     op: &str,
-    active: ActiveChannels<'_>,
-    epilogue: Epilogue<'_>,
     (in_channels, out_channels): (usize, usize),
-    input: &[f32],
-    input_len: usize,
-    weight: &[f32],
-    weight_len: usize,
+    active: ActiveChannels<'_>,
     bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
 ) {
     active.check(op, in_channels, out_channels);
     epilogue.check(op, out_channels);
-    assert_eq!(input.len(), input_len, "{op}: input length");
-    assert_eq!(weight.len(), weight_len, "{op}: weight length");
     if let Some(bias) = bias {
         assert_eq!(bias.len(), out_channels, "{op}: bias length");
     }

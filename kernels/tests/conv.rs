@@ -5,7 +5,7 @@
 //! reference results must agree bit for bit whatever the summation order.
 
 use proptest::prelude::*;
-use rotor_kernels::conv::{self, Conv2dGeometry};
+use rotor_kernels::conv::{self, Conv2dGeometry, Conv2dGradients};
 use rotor_kernels::reference;
 
 /// Deterministic integers in -3..=3 as f32.
@@ -34,7 +34,6 @@ fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .install(f)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn geometry(
     batch: usize,
     in_channels: usize,
@@ -98,15 +97,12 @@ fn backward(g: &Conv2dGeometry, data: &Data, wanted: [bool; 3], fast: bool) -> G
     } else {
         reference::conv::conv2d_backward
     };
-    run(
-        g,
-        &data.input,
-        &data.weight,
-        &data.grad_output,
-        grad_input.as_deref_mut(),
-        grad_weight.as_deref_mut(),
-        grad_bias.as_deref_mut(),
-    );
+    let grads = Conv2dGradients {
+        input: grad_input.as_deref_mut(),
+        weight: grad_weight.as_deref_mut(),
+        bias: grad_bias.as_deref_mut(),
+    };
+    run(g, &data.input, &data.weight, &data.grad_output, grads);
     buffers
 }
 
@@ -286,15 +282,12 @@ fn backward_checks_every_length_before_writing() {
     let g = geometry(1, 1, 1, (3, 3), (3, 3), (1, 1), (0, 0));
     let mut grad_bias = [f32::NAN];
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        conv::conv2d_backward(
-            &g,
-            &[0.0; 9],
-            &[0.0; 9],
-            &[1.0],
-            None,
-            Some(&mut [0.0; 8]),
-            Some(&mut grad_bias),
-        );
+        let grads = Conv2dGradients {
+            input: None,
+            weight: Some(&mut [0.0; 8]),
+            bias: Some(&mut grad_bias),
+        };
+        conv::conv2d_backward(&g, &[0.0; 9], &[0.0; 9], &[1.0], grads);
     }));
     assert!(grad_bias[0].is_nan(), "nothing was written");
     std::panic::resume_unwind(result.expect_err("a wrong length panics"));

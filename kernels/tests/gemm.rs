@@ -4,7 +4,7 @@
 //! reference results must agree bit for bit, whatever the summation order.
 
 use proptest::prelude::*;
-use rotor_kernels::gemm::{self, MatrixView, MatrixViewMut, Transpose};
+use rotor_kernels::gemm::{self, MatrixView, MatrixViewMut};
 use rotor_kernels::reference;
 
 /// Deterministic integers in -4..=4 as f32.
@@ -35,22 +35,25 @@ fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .install(f)
 }
 
-const TRANSPOSES: [(Transpose, Transpose); 4] = [
-    (Transpose::No, Transpose::No),
-    (Transpose::No, Transpose::Yes),
-    (Transpose::Yes, Transpose::No),
-    (Transpose::Yes, Transpose::Yes),
-];
+/// Whether A and B are stored transposed: every combination.
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
-/// Compares `gemm::sgemm` with the reference on one problem; with `beta == 0` the fast
-/// kernel's C starts as NaN.
-#[allow(clippy::too_many_arguments)]
+/// A `rows x cols` operand over `data`, stored row-major as it is or, `transposed`, as its
+/// transpose.
+fn operand(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatrixView<'_> {
+    if transposed {
+        MatrixView::row_major(data, cols, rows).t()
+    } else {
+        MatrixView::row_major(data, rows, cols)
+    }
+}
+
+/// Compares `gemm::sgemm` with the reference on one `m x k` by `k x n` problem, A and B
+/// stored transposed as `transposes` says; with `beta == 0` the fast kernel's C starts as
+/// NaN.
 fn check_sgemm(
-    ta: Transpose,
-    tb: Transpose,
-    m: usize,
-    n: usize,
-    k: usize,
+    (ta, tb): (bool, bool),
+    (m, n, k): (usize, usize, usize),
     alpha: f32,
     beta: f32,
     seed: u64,
@@ -58,18 +61,26 @@ fn check_sgemm(
     let a = integers(m * k, seed);
     let b = integers(k * n, seed + 1);
     let c = integers(m * n, seed + 2);
+    let (a, b) = (operand(&a, m, k, ta), operand(&b, k, n, tb));
     let mut expected = c.clone();
-    reference::gemm::sgemm(ta, tb, m, n, k, alpha, &a, &b, beta, &mut expected);
+    let view = MatrixViewMut::row_major(&mut expected, m, n);
+    reference::gemm::sgemm(alpha, a, b, beta, view);
     let mut actual = if beta == 0.0 {
         vec![f32::NAN; m * n]
     } else {
         c
     };
-    gemm::sgemm(ta, tb, m, n, k, alpha, &a, &b, beta, &mut actual);
+    gemm::sgemm(
+        alpha,
+        a,
+        b,
+        beta,
+        MatrixViewMut::row_major(&mut actual, m, n),
+    );
     assert_eq!(
         bits(&actual),
         bits(&expected),
-        "{ta:?} {tb:?} m={m} n={n} k={k} alpha={alpha} beta={beta}"
+        "transposed {ta} {tb} m={m} n={n} k={k} alpha={alpha} beta={beta}"
     );
 }
 
@@ -80,7 +91,7 @@ fn every_small_size_and_transpose_matches_the_reference() {
             for n in 0..=20 {
                 for k in 0..=20 {
                     let seed = (t * 10_000 + m * 441 + n * 21 + k) as u64;
-                    check_sgemm(ta, tb, m, n, k, 1.0, 0.0, seed);
+                    check_sgemm((ta, tb), (m, n, k), 1.0, 0.0, seed);
                 }
             }
         }
@@ -89,7 +100,7 @@ fn every_small_size_and_transpose_matches_the_reference() {
 
 #[test]
 fn alpha_and_beta_scale_the_product_and_c() {
-    for &(ta, tb) in &TRANSPOSES {
+    for transposes in TRANSPOSES {
         for &(alpha, beta) in &[
             (2.0, 0.0),
             (-1.0, 1.0),
@@ -98,7 +109,7 @@ fn alpha_and_beta_scale_the_product_and_c() {
             (1.0, 1.0),
         ] {
             for &(m, n, k) in &[(1, 1, 1), (7, 9, 5), (17, 8, 19), (8, 16, 1), (20, 3, 11)] {
-                check_sgemm(ta, tb, m, n, k, alpha, beta, (m * n * k) as u64);
+                check_sgemm(transposes, (m, n, k), alpha, beta, (m * n * k) as u64);
             }
         }
     }
@@ -119,9 +130,9 @@ fn odd_large_sizes_match_the_reference_on_any_number_of_threads() {
     for threads in [1, 2, 3, 4] {
         with_threads(threads, || {
             for (index, &(m, n, k)) in sizes.iter().enumerate() {
-                let (ta, tb) = TRANSPOSES[(index + threads) % 4];
-                check_sgemm(ta, tb, m, n, k, 1.0, 0.0, index as u64);
-                check_sgemm(ta, tb, m, n, k, -2.0, 3.0, index as u64 + 100);
+                let transposes = TRANSPOSES[(index + threads) % 4];
+                check_sgemm(transposes, (m, n, k), 1.0, 0.0, index as u64);
+                check_sgemm(transposes, (m, n, k), -2.0, 3.0, index as u64 + 100);
             }
         });
     }
@@ -129,33 +140,14 @@ fn odd_large_sizes_match_the_reference_on_any_number_of_threads() {
 
 #[test]
 fn k_zero_scales_c_and_beta_zero_clears_nan() {
+    let empty = |rows, cols| MatrixView::row_major(&[], rows, cols);
     let mut c = vec![f32::NAN; 6];
-    gemm::sgemm(
-        Transpose::No,
-        Transpose::No,
-        2,
-        3,
-        0,
-        1.0,
-        &[],
-        &[],
-        0.0,
-        &mut c,
-    );
+    let view = MatrixViewMut::row_major(&mut c, 2, 3);
+    gemm::sgemm(1.0, empty(2, 0), empty(0, 3), 0.0, view);
     assert_eq!(c, vec![0.0; 6]);
     let mut c = vec![1.0, 2.0, 3.0];
-    gemm::sgemm(
-        Transpose::No,
-        Transpose::No,
-        1,
-        3,
-        0,
-        1.0,
-        &[],
-        &[],
-        2.0,
-        &mut c,
-    );
+    let view = MatrixViewMut::row_major(&mut c, 1, 3);
+    gemm::sgemm(1.0, empty(1, 0), empty(0, 3), 2.0, view);
     assert_eq!(c, vec![2.0, 4.0, 6.0]);
 }
 
@@ -165,18 +157,11 @@ fn alpha_zero_reads_neither_a_nor_b() {
     let b = vec![f32::INFINITY; 5 * 3];
     let mut c = integers(4 * 3, 9);
     let expected: Vec<f32> = c.iter().map(|v| -v).collect();
-    gemm::sgemm(
-        Transpose::No,
-        Transpose::No,
-        4,
-        3,
-        5,
-        0.0,
-        &a,
-        &b,
-        -1.0,
-        &mut c,
+    let (a, b) = (
+        MatrixView::row_major(&a, 4, 5),
+        MatrixView::row_major(&b, 5, 3),
     );
+    gemm::sgemm(0.0, a, b, -1.0, MatrixViewMut::row_major(&mut c, 4, 3));
     assert_eq!(c, expected);
 }
 
@@ -194,18 +179,8 @@ fn results_do_not_depend_on_the_thread_count() {
         let run = |threads| {
             with_threads(threads, || {
                 let mut c: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 * 0.1).collect();
-                gemm::sgemm(
-                    Transpose::No,
-                    Transpose::Yes,
-                    m,
-                    n,
-                    k,
-                    0.7,
-                    &a,
-                    &b,
-                    -1.3,
-                    &mut c,
-                );
+                let (a, b) = (operand(&a, m, k, false), operand(&b, k, n, true));
+                gemm::sgemm(0.7, a, b, -1.3, MatrixViewMut::row_major(&mut c, m, n));
                 bits(&c)
             })
         };
@@ -312,8 +287,8 @@ proptest! {
         expected.set_all(&integers(m * n, seed + 2));
         let mut actual = Stored::new(m, n, c_layout.0, c_layout.1, c_layout.2, 7.5);
         actual.set_all(&initial);
-        reference::gemm::sgemm_strided(alpha, a.view(), b.view(), beta, expected.view_mut());
-        gemm::sgemm_strided(alpha, a.view(), b.view(), beta, actual.view_mut());
+        reference::gemm::sgemm(alpha, a.view(), b.view(), beta, expected.view_mut());
+        gemm::sgemm(alpha, a.view(), b.view(), beta, actual.view_mut());
         prop_assert_eq!(bits(&actual.data), bits(&expected.data));
     }
 
@@ -328,7 +303,7 @@ proptest! {
         let a_view = MatrixView::row_major(&a, rows, k);
         let b_view = MatrixView::row_major(&b, k, cols);
         let mut full = vec![f32::NAN; rows * cols];
-        reference::gemm::sgemm_strided(1.0, a_view, b_view, 0.0, MatrixViewMut::row_major(&mut full, rows, cols));
+        reference::gemm::sgemm(1.0, a_view, b_view, 0.0, MatrixViewMut::row_major(&mut full, rows, cols));
 
         // The four quadrants, each computed from sub-matrices of A and B.
         let mut quadrants = vec![f32::NAN; rows * cols];
@@ -338,8 +313,8 @@ proptest! {
         for (c_half, a_half) in [(top, a_top), (bottom, a_bottom)] {
             let (left, right) = c_half.split_at_col(at_col);
             let (b_left, b_right) = b_view.split_at_col(at_col);
-            gemm::sgemm_strided(1.0, a_half, b_left, 0.0, left);
-            gemm::sgemm_strided(1.0, a_half, b_right, 0.0, right);
+            gemm::sgemm(1.0, a_half, b_left, 0.0, left);
+            gemm::sgemm(1.0, a_half, b_right, 0.0, right);
         }
         prop_assert_eq!(bits(&quadrants), bits(&full));
     }
@@ -387,29 +362,17 @@ fn an_output_view_with_a_zero_stride_is_refused() {
 }
 
 #[test]
-#[should_panic(expected = "length of B")]
-fn sgemm_checks_slice_lengths() {
-    let mut c = vec![0.0; 4];
-    gemm::sgemm(
-        Transpose::No,
-        Transpose::No,
-        2,
-        2,
-        2,
-        1.0,
-        &[0.0; 4],
-        &[0.0; 3],
-        0.0,
-        &mut c,
-    );
+#[should_panic(expected = "slice length vs 3x2")]
+fn a_row_major_view_checks_its_slice_length() {
+    MatrixView::row_major(&[0.0; 5], 3, 2);
 }
 
 #[test]
-#[should_panic(expected = "sgemm_strided")]
-fn sgemm_strided_checks_shapes() {
+#[should_panic(expected = "sgemm: A is 2x3, B is 2x3")]
+fn sgemm_checks_shapes() {
     let (a, b) = (vec![0.0; 6], vec![0.0; 6]);
     let mut c = vec![0.0; 4];
-    gemm::sgemm_strided(
+    gemm::sgemm(
         1.0,
         MatrixView::row_major(&a, 2, 3),
         MatrixView::row_major(&b, 2, 3),

@@ -11,9 +11,9 @@ mod common;
 
 use common::Fixture;
 use rotor_kernels::activation;
-use rotor_kernels::conv::{self, Conv2dGeometry};
+use rotor_kernels::conv::{self, Conv2dGeometry, Conv2dGradients};
 use rotor_kernels::elementwise;
-use rotor_kernels::gemm::{self, Transpose};
+use rotor_kernels::gemm::{self, MatrixView, MatrixViewMut};
 use rotor_kernels::loss;
 use rotor_kernels::norm::{self, BatchNormGeometry};
 use rotor_kernels::pool::{self, Pool2dGeometry};
@@ -102,15 +102,12 @@ fn check_conv2d_backward(name: &str) {
     let mut gi = nan(g.input_len());
     let mut gw = nan(g.weight_len());
     let mut gb = nan(bias_len);
-    conv::conv2d_backward(
-        &g,
-        &input,
-        &weight,
-        &grad_output,
-        Some(&mut gi),
-        Some(&mut gw),
-        Some(&mut gb),
-    );
+    let grads = Conv2dGradients {
+        input: Some(&mut gi),
+        weight: Some(&mut gw),
+        bias: Some(&mut gb),
+    };
+    conv::conv2d_backward(&g, &input, &weight, &grad_output, grads);
     f.check("grad_input", &gi);
     f.check("grad_weight", &gw);
     f.check("grad_bias", &gb);
@@ -118,19 +115,20 @@ fn check_conv2d_backward(name: &str) {
     // NOTE: the subsets the engine asks for: input only (frozen layer), parameters only
     // (first layer, whose input needs no gradient).
     let mut gi = nan(g.input_len());
-    conv::conv2d_backward(&g, &input, &weight, &grad_output, Some(&mut gi), None, None);
+    let grads = Conv2dGradients {
+        input: Some(&mut gi),
+        ..Conv2dGradients::default()
+    };
+    conv::conv2d_backward(&g, &input, &weight, &grad_output, grads);
     f.check("grad_input", &gi);
     let mut gw = nan(g.weight_len());
     let mut gb = nan(bias_len);
-    conv::conv2d_backward(
-        &g,
-        &input,
-        &weight,
-        &grad_output,
-        None,
-        Some(&mut gw),
-        Some(&mut gb),
-    );
+    let grads = Conv2dGradients {
+        input: None,
+        weight: Some(&mut gw),
+        bias: Some(&mut gb),
+    };
+    conv::conv2d_backward(&g, &input, &weight, &grad_output, grads);
     f.check("grad_weight", &gw);
     f.check("grad_bias", &gb);
 }
@@ -160,17 +158,16 @@ fn check_linear_forward(name: &str) {
     let (x, w, b) = (f.f32s("input"), f.f32s("weight"), f.f32s("bias"));
 
     let mut xw = nan(rows * fout);
+    let (x, w) = (
+        MatrixView::row_major(&x, rows, fin),
+        MatrixView::row_major(&w, fout, fin),
+    );
     gemm::sgemm(
-        Transpose::No,
-        Transpose::Yes,
-        rows,
-        fout,
-        fin,
         1.0,
-        &x,
-        &w,
+        x,
+        w.t(),
         0.0,
-        &mut xw,
+        MatrixViewMut::row_major(&mut xw, rows, fout),
     );
     let mut output = nan(rows * fout);
     elementwise::add_channels(rows, fout, 1, &xw, &b, &mut output);
@@ -182,33 +179,16 @@ fn check_linear_backward(name: &str) {
     let LinearSizes { rows, fin, fout } = linear_sizes(&f);
     let (x, w, gy) = (f.f32s("input"), f.f32s("weight"), f.f32s("grad_output"));
 
+    let x_view = MatrixView::row_major(&x, rows, fin);
+    let w_view = MatrixView::row_major(&w, fout, fin);
+    let gy_view = MatrixView::row_major(&gy, rows, fout);
     let mut gx = nan(rows * fin);
-    gemm::sgemm(
-        Transpose::No,
-        Transpose::No,
-        rows,
-        fin,
-        fout,
-        1.0,
-        &gy,
-        &w,
-        0.0,
-        &mut gx,
-    );
+    let view = MatrixViewMut::row_major(&mut gx, rows, fin);
+    gemm::sgemm(1.0, gy_view, w_view, 0.0, view);
     f.check("grad_input", &gx);
     let mut gw = nan(fout * fin);
-    gemm::sgemm(
-        Transpose::Yes,
-        Transpose::No,
-        fout,
-        fin,
-        rows,
-        1.0,
-        &gy,
-        &x,
-        0.0,
-        &mut gw,
-    );
+    let view = MatrixViewMut::row_major(&mut gw, fout, fin);
+    gemm::sgemm(1.0, gy_view.t(), x_view, 0.0, view);
     f.check("grad_weight", &gw);
     let mut gb = nan(fout);
     elementwise::sum_channels(rows, fout, 1, &gy, &mut gb);

@@ -11,9 +11,11 @@
 use std::process::Command;
 
 use proptest::prelude::*;
-use rotor_kernels::conv::{self, Conv2dGeometry};
-use rotor_kernels::gemm::{Transpose, sgemm};
-use rotor_kernels::linear::{LinearGeometry, linear_backward_active, linear_forward_active};
+use rotor_kernels::conv::{self, ActiveConv2d, Conv2dGeometry, Conv2dGradients};
+use rotor_kernels::gemm::{MatrixView, MatrixViewMut, sgemm};
+use rotor_kernels::linear::{
+    ActiveLinear, LinearGeometry, LinearGradients, linear_backward_active, linear_forward_active,
+};
 use rotor_kernels::pool::{Pool2dGeometry, max_pool2d_forward};
 use rotor_kernels::simd::{self, ISA_VARIABLE, Isa};
 use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
@@ -159,20 +161,18 @@ fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotate
     conv::conv2d_forward(g, &input_z, &weight_z, Some(&bias), &mut dense);
     let (epilogue, expected) =
         epilogue_and_expected(rotated, &slope, &dense, g.out_channels, out_plane, &outputs);
+    let layer = ActiveConv2d {
+        geometry: *g,
+        active,
+        weight: &weight,
+        bias: Some(&bias),
+        epilogue,
+    };
     let mut actual = vec![UNTOUCHED; g.output_len()];
     let mut scratch = SkipScratch::new();
     // Twice, to check that reused scratch buffers give the same result.
     for _ in 0..2 {
-        conv::conv2d_forward_active(
-            g,
-            active,
-            &input,
-            &weight,
-            Some(&bias),
-            epilogue,
-            &mut scratch,
-            &mut actual,
-        );
+        conv::conv2d_forward_active(&layer, &input, &mut scratch, &mut actual);
         assert_eq!(
             bits(&actual),
             bits(&expected),
@@ -182,14 +182,14 @@ fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotate
     let packed = conv::PackedConv2d::new(g, active, &weight);
     let mut from_packed = vec![UNTOUCHED; g.output_len()];
     #[rustfmt::skip]
-    packed.forward(g.batch, &input, Some(&bias), epilogue, false, &mut scratch, &mut from_packed);
+    packed.forward(g.batch, &input, Some(&bias), epilogue, &mut scratch, &mut from_packed);
     assert_eq!(
         bits(&from_packed),
         bits(&expected),
         "packed forward of {g:?} {active:?}"
     );
     if g.out_h().is_multiple_of(2) && g.out_w() >= 2 {
-        check_pooled(g, active, [&input, &weight, &bias], epilogue, &actual);
+        check_pooled(&layer, &input, &actual);
     }
 
     // Backward.
@@ -199,31 +199,24 @@ fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotate
         vec![0.0; g.out_channels],
     ];
     let [di, dw, db] = &mut dense;
-    conv::conv2d_backward(
-        g,
-        &input_z,
-        &weight_z,
-        &grad_output_z,
-        Some(di),
-        Some(dw),
-        Some(db),
-    );
+    let grads = Conv2dGradients {
+        input: Some(di),
+        weight: Some(dw),
+        bias: Some(db),
+    };
+    conv::conv2d_backward(g, &input_z, &weight_z, &grad_output_z, grads);
     let mut skipped = [
         vec![f32::NAN; g.input_len()],
         vec![f32::NAN; g.weight_len()],
         vec![f32::NAN; g.out_channels],
     ];
     let [si, sw, sb] = &mut skipped;
-    conv::conv2d_backward_active(
-        g,
-        active,
-        &input,
-        &weight,
-        &grad_output,
-        Some(si),
-        Some(sw),
-        Some(sb),
-    );
+    let grads = Conv2dGradients {
+        input: Some(si),
+        weight: Some(sw),
+        bias: Some(sb),
+    };
+    conv::conv2d_backward_active(g, active, &input, &weight, &grad_output, grads);
     for (name, (actual, expected)) in ["grad_input", "grad_weight", "grad_bias"]
         .iter()
         .zip(skipped.iter().zip(&dense))
@@ -232,15 +225,11 @@ fn check_conv(g: &Conv2dGeometry, in_mask: u64, out_mask: u64, seed: u64, rotate
     }
 }
 
-/// The fused max-pooling forward against the unpooled forward's output `unpooled`, pooled
-/// by the pooling kernel (inactive channels pool the untouched marker to itself).
-fn check_pooled(
-    g: &Conv2dGeometry,
-    active: ActiveChannels,
-    [input, weight, bias]: [&[f32]; 3],
-    epilogue: Epilogue,
-    unpooled: &[f32],
-) {
+/// The fused max-pooling forward of `layer` against the unpooled forward's output
+/// `unpooled`, pooled by the pooling kernel (inactive channels pool the untouched marker to
+/// itself).
+fn check_pooled(layer: &ActiveConv2d, input: &[f32], unpooled: &[f32]) {
+    let (g, active) = (&layer.geometry, layer.active);
     let pool = Pool2dGeometry {
         batch: g.batch,
         channels: g.out_channels,
@@ -257,25 +246,16 @@ fn check_pooled(
     let mut argmax = vec![0; pool.output_len()];
     max_pool2d_forward(&pool, unpooled, &mut expected, &mut argmax);
     let mut actual = vec![UNTOUCHED; pool.output_len()];
-    conv::conv2d_forward_active_max_pool2(
-        g,
-        active,
-        input,
-        weight,
-        Some(bias),
-        epilogue,
-        &mut SkipScratch::new(),
-        &mut actual,
-    );
+    conv::conv2d_forward_active_max_pool2(layer, input, &mut SkipScratch::new(), &mut actual);
     assert_eq!(
         bits(&actual),
         bits(&expected),
         "pooled forward of {g:?} {active:?}"
     );
-    let packed = conv::PackedConv2d::new(g, active, weight);
+    let packed = conv::PackedConv2d::new(g, active, layer.weight);
     let mut from_packed = vec![UNTOUCHED; pool.output_len()];
     #[rustfmt::skip]
-    packed.forward(g.batch, input, Some(bias), epilogue, true, &mut SkipScratch::new(), &mut from_packed);
+    packed.forward_max_pool2(g.batch, input, layer.bias, layer.epilogue, &mut SkipScratch::new(), &mut from_packed);
     assert_eq!(
         bits(&from_packed),
         bits(&expected),
@@ -304,11 +284,12 @@ fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rota
     let mut grad_output_z = grad_output.clone();
     zero_inactive(&mut grad_output_z, outs, 1, &outputs);
 
+    let x = MatrixView::row_major(&input_z, batch, features);
+    let w = MatrixView::row_major(&weight_z, outs, features);
+    let grad = MatrixView::row_major(&grad_output_z, batch, outs);
     let mut dense: Vec<f32> = (0..batch).flat_map(|_| bias.iter().copied()).collect();
-    let (no, yes) = (Transpose::No, Transpose::Yes);
-    sgemm(
-        no, yes, batch, outs, features, 1.0, &input_z, &weight_z, 1.0, &mut dense,
-    );
+    let y = MatrixViewMut::row_major(&mut dense, batch, outs);
+    sgemm(1.0, x, w.t(), 1.0, y);
     let (epilogue, expected) = epilogue_and_expected(rotated, &slope, &dense, outs, 1, &outputs);
     // Outputs start as NaN, which the kernel must leave in the inactive ones.
     let expected: Vec<f32> = expected
@@ -324,16 +305,14 @@ fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rota
         .collect();
     let mut actual = vec![f32::NAN; batch * outs];
     let mut scratch = SkipScratch::new();
-    linear_forward_active(
-        g,
+    let layer = ActiveLinear {
+        geometry: *g,
         active,
-        &input,
-        &weight,
-        Some(&bias),
+        weight: &weight,
+        bias: Some(&bias),
         epilogue,
-        &mut scratch,
-        &mut actual,
-    );
+    };
+    linear_forward_active(&layer, &input, &mut scratch, &mut actual);
     assert_eq!(
         bits(&actual),
         bits(&expected),
@@ -341,31 +320,11 @@ fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rota
     );
 
     let mut dense_input = vec![0.0; batch * features];
-    sgemm(
-        no,
-        no,
-        batch,
-        features,
-        outs,
-        1.0,
-        &grad_output_z,
-        &weight_z,
-        0.0,
-        &mut dense_input,
-    );
+    let view = MatrixViewMut::row_major(&mut dense_input, batch, features);
+    sgemm(1.0, grad, w, 0.0, view);
     let mut dense_weight = vec![0.0; outs * features];
-    sgemm(
-        yes,
-        no,
-        outs,
-        features,
-        batch,
-        1.0,
-        &grad_output_z,
-        &input_z,
-        0.0,
-        &mut dense_weight,
-    );
+    let view = MatrixViewMut::row_major(&mut dense_weight, outs, features);
+    sgemm(1.0, grad.t(), x, 0.0, view);
     let dense_bias: Vec<f32> = (0..outs)
         .map(|o| (0..batch).map(|n| grad_output_z[n * outs + o]).sum())
         .collect();
@@ -375,16 +334,12 @@ fn check_linear(g: &LinearGeometry, in_mask: u64, out_mask: u64, seed: u64, rota
         vec![f32::NAN; outs],
     ];
     let [si, sw, sb] = &mut skipped;
-    linear_backward_active(
-        g,
-        active,
-        &input,
-        &weight,
-        &grad_output,
-        Some(si),
-        Some(sw),
-        Some(sb),
-    );
+    let grads = LinearGradients {
+        input: Some(si),
+        weight: Some(sw),
+        bias: Some(sb),
+    };
+    linear_backward_active(g, active, &input, &weight, &grad_output, grads);
     for (name, (actual, expected)) in
         ["grad_input", "grad_weight", "grad_bias"]
             .iter()
@@ -544,15 +499,13 @@ fn unsorted_active_lists_are_rejected() {
         inputs: &[2, 1],
         outputs: &[0],
     };
-    let mut output = vec![0.0; 2];
-    linear_forward_active(
-        &g,
+    let layer = ActiveLinear {
+        geometry: g,
         active,
-        &[0.0; 4],
-        &[0.0; 8],
-        None,
-        Epilogue::Identity,
-        &mut SkipScratch::new(),
-        &mut output,
-    );
+        weight: &[0.0; 8],
+        bias: None,
+        epilogue: Epilogue::Identity,
+    };
+    let mut output = vec![0.0; 2];
+    linear_forward_active(&layer, &[0.0; 4], &mut SkipScratch::new(), &mut output);
 }

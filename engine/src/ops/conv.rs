@@ -1,6 +1,6 @@
 //! 2-D convolution over NCHW tensors.
 
-use rotor_kernels::conv::{Conv2dGeometry, conv2d_backward, conv2d_forward};
+use rotor_kernels::conv::{Conv2dGeometry, Conv2dGradients, conv2d_backward, conv2d_forward};
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
@@ -111,15 +111,13 @@ impl Tensor {
             let mut gx = ctx.wants(0).then(|| vec![0.0; g.input_len()]);
             let mut gw = ctx.wants(1).then(|| vec![0.0; g.weight_len()]);
             let mut gb = (ctx.inputs.len() == 3 && ctx.wants(2)).then(|| vec![0.0; g.out_channels]);
-            conv2d_backward(
-                &g,
-                ctx.inputs[0].as_slice(),
-                ctx.inputs[1].as_slice(),
-                grad,
-                gx.as_deref_mut(),
-                gw.as_deref_mut(),
-                gb.as_deref_mut(),
-            );
+            let wanted = Conv2dGradients {
+                input: gx.as_deref_mut(),
+                weight: gw.as_deref_mut(),
+                bias: gb.as_deref_mut(),
+            };
+            let (input, weight) = (ctx.inputs[0].as_slice(), ctx.inputs[1].as_slice());
+            conv2d_backward(&g, input, weight, grad, wanted);
             let mut grads = vec![gx, gw];
             if ctx.inputs.len() == 3 {
                 grads.push(gb);

@@ -1,7 +1,7 @@
 //! Matrix products: `matmul` (batched, broadcasting batch dimensions) and `linear`.
 
 use rotor_kernels::elementwise;
-use rotor_kernels::gemm::{Transpose, sgemm};
+use rotor_kernels::gemm::{MatrixView, MatrixViewMut, sgemm};
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
@@ -73,18 +73,10 @@ impl Tensor {
         let plan = batch_plan(a_batch, b_batch, &out_batch);
         let mut out = vec![0.0; plan.count * m * n];
         for (i, &(ai, bi)) in plan.pairs.iter().enumerate() {
-            sgemm(
-                Transpose::No,
-                Transpose::No,
-                m,
-                n,
-                k,
-                1.0,
-                &self.as_slice()[ai * m * k..(ai + 1) * m * k],
-                &rhs.as_slice()[bi * k * n..(bi + 1) * k * n],
-                0.0,
-                &mut out[i * m * n..(i + 1) * m * n],
-            );
+            let a_i = MatrixView::row_major(&self.as_slice()[ai * m * k..][..m * k], m, k);
+            let b_i = MatrixView::row_major(&rhs.as_slice()[bi * k * n..][..k * n], k, n);
+            let c_i = MatrixViewMut::row_major(&mut out[i * m * n..][..m * n], m, n);
+            sgemm(1.0, a_i, b_i, 0.0, c_i);
         }
         let mut shape = out_batch;
         shape.extend([m, n]);
@@ -93,40 +85,18 @@ impl Tensor {
             let mut ga = ctx.wants(0).then(|| vec![0.0; ta.numel()]);
             let mut gb = ctx.wants(1).then(|| vec![0.0; tb.numel()]);
             for (i, &(ai, bi)) in plan.pairs.iter().enumerate() {
-                let gi = &g[i * m * n..(i + 1) * m * n];
+                let gi = MatrixView::row_major(&g[i * m * n..][..m * n], m, n);
                 if let Some(ga) = ga.as_mut() {
                     // dA = dC B^T, accumulated: a broadcast batch of A collects several.
-                    let b_i = &tb.as_slice()[bi * k * n..(bi + 1) * k * n];
-                    let dst = &mut ga[ai * m * k..(ai + 1) * m * k];
-                    sgemm(
-                        Transpose::No,
-                        Transpose::Yes,
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        gi,
-                        b_i,
-                        1.0,
-                        dst,
-                    );
+                    let b_i = MatrixView::row_major(&tb.as_slice()[bi * k * n..][..k * n], k, n);
+                    let dst = MatrixViewMut::row_major(&mut ga[ai * m * k..][..m * k], m, k);
+                    sgemm(1.0, gi, b_i.t(), 1.0, dst);
                 }
                 if let Some(gb) = gb.as_mut() {
                     // dB = A^T dC
-                    let a_i = &ta.as_slice()[ai * m * k..(ai + 1) * m * k];
-                    let dst = &mut gb[bi * k * n..(bi + 1) * k * n];
-                    sgemm(
-                        Transpose::Yes,
-                        Transpose::No,
-                        k,
-                        n,
-                        m,
-                        1.0,
-                        a_i,
-                        gi,
-                        1.0,
-                        dst,
-                    );
+                    let a_i = MatrixView::row_major(&ta.as_slice()[ai * m * k..][..m * k], m, k);
+                    let dst = MatrixViewMut::row_major(&mut gb[bi * k * n..][..k * n], k, n);
+                    sgemm(1.0, a_i.t(), gi, 1.0, dst);
                 }
             }
             vec![ga, gb]
@@ -171,53 +141,39 @@ impl Tensor {
                 row.copy_from_slice(b.as_slice());
             }
         }
-        sgemm(
-            Transpose::No,
-            Transpose::Yes,
-            rows,
-            out_f,
-            in_f,
-            1.0,
-            self.as_slice(),
-            weight.as_slice(),
-            if bias.is_some() { 1.0 } else { 0.0 },
-            &mut out,
-        );
+        let x_view = MatrixView::row_major(self.as_slice(), rows, in_f);
+        let w_view = MatrixView::row_major(weight.as_slice(), out_f, in_f);
+        let beta = if bias.is_some() { 1.0 } else { 0.0 };
+        let y_view = MatrixViewMut::row_major(&mut out, rows, out_f);
+        sgemm(1.0, x_view, w_view.t(), beta, y_view);
         let mut shape = x[..x.len() - 1].to_vec();
         shape.push(out_f);
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         Ok(record("linear", shape, out, &inputs, move |ctx, g| {
             let (tx, tw) = (&ctx.inputs[0], &ctx.inputs[1]);
+            let grad = MatrixView::row_major(g, rows, out_f);
             let gx = ctx.wants(0).then(|| {
                 let mut d = vec![0.0; rows * in_f];
+                let w_view = MatrixView::row_major(tw.as_slice(), out_f, in_f);
                 sgemm(
-                    Transpose::No,
-                    Transpose::No,
-                    rows,
-                    in_f,
-                    out_f,
                     1.0,
-                    g,
-                    tw.as_slice(),
+                    grad,
+                    w_view,
                     0.0,
-                    &mut d,
+                    MatrixViewMut::row_major(&mut d, rows, in_f),
                 );
                 d
             });
             let gw = ctx.wants(1).then(|| {
                 let mut d = vec![0.0; out_f * in_f];
+                let x_view = MatrixView::row_major(tx.as_slice(), rows, in_f);
                 sgemm(
-                    Transpose::Yes,
-                    Transpose::No,
-                    out_f,
-                    in_f,
-                    rows,
                     1.0,
-                    g,
-                    tx.as_slice(),
+                    grad.t(),
+                    x_view,
                     0.0,
-                    &mut d,
+                    MatrixViewMut::row_major(&mut d, out_f, in_f),
                 );
                 d
             });

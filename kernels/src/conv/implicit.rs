@@ -18,8 +18,8 @@
 
 use std::ops::Range;
 
-use super::Conv2dGeometry;
 use super::skip::{ActiveForward, Segment, active_sizes, cut_into_tiles, run_tiles};
+use super::{ActiveConv2d, Conv2dGeometry};
 use crate::gemm::MatrixViewMut;
 use crate::scratch::{Scratch, ScratchPerThread, grown};
 use crate::skip::{ActiveChannels, Epilogue};
@@ -49,15 +49,14 @@ pub(super) fn forward_implicit(
     threads: &ScratchPerThread,
     output: &mut [f32],
 ) {
-    let &ActiveForward {
-        g,
+    let ActiveForward { layer, input, pool } = *call;
+    let ActiveConv2d {
+        geometry: ref g,
         active,
-        input,
         bias,
         epilogue,
-        pool,
         ..
-    } = call;
+    } = *layer;
     let (_, outputs, inner) = active_sizes(g, active);
     let (out_h, out_w, row_w) = (g.out_h(), g.out_w(), g.in_w);
     let positions = out_h * row_w;

@@ -1,8 +1,8 @@
 //! A convolution prepared once for repeated channel-skipping inference.
 
 use super::implicit::{self, MicroKernel};
-use super::skip::{ActiveForward, forward_active, runs_implicit};
-use super::{Conv2dGeometry, check_forward_active, check_output};
+use super::skip::{ActiveForward, runs_implicit};
+use super::{ActiveConv2d, Conv2dGeometry, forward_active_checked};
 use crate::simd::{self, Isa};
 use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 
@@ -12,8 +12,8 @@ use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 /// packing MnistNet's second layer cost a tenth of the call).
 ///
 /// [`forward`](Self::forward) computes what [`conv2d_forward_active`](super::conv2d_forward_active)
-/// (or, pooling, [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2))
-/// computes with the same weight and lists.
+/// computes with the same weight and lists, and [`forward_max_pool2`](Self::forward_max_pool2)
+/// what [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2) does.
 #[derive(Clone)]
 pub struct PackedConv2d {
     geometry: Conv2dGeometry,
@@ -62,16 +62,14 @@ impl PackedConv2d {
             "PackedConv2d: this CPU cannot run the {isa} kernels"
         );
         let geometry = Conv2dGeometry { batch: 0, ..*g };
-        let no_input = [];
-        check_forward_active(
-            "PackedConv2d",
-            &geometry,
+        let layer = ActiveConv2d {
+            geometry,
             active,
-            &no_input,
             weight,
-            None,
-            Epilogue::Identity,
-        );
+            bias: None,
+            epilogue: Epilogue::Identity,
+        };
+        layer.check("PackedConv2d", &[]);
         let implicit = runs_implicit(&geometry).then(|| {
             let kernel = MicroKernel::for_isa(isa);
             let (mut packed, mut offsets) = (Vec::new(), Vec::new());
@@ -101,41 +99,81 @@ impl PackedConv2d {
         }
     }
 
-    /// Runs the convolution on `batch` images with `bias` and `epilogue`, followed by a 2x2
-    /// max pooling with `pool`, into `output` (inactive channels not written). `scratch` is
-    /// reused between calls.
+    /// Runs the convolution on `batch` images with `bias` and `epilogue` into `output`
+    /// (inactive channels not written). `scratch` is reused between calls.
     ///
     /// # Panics
-    /// As [`conv2d_forward_active`](super::conv2d_forward_active) and
-    /// [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2) for the
-    /// batch's geometry.
-    #[allow(clippy::too_many_arguments)]
+    /// As [`conv2d_forward_active`](super::conv2d_forward_active) for the batch's geometry.
     pub fn forward(
         &self,
         batch: usize,
         input: &[f32],
         bias: Option<&[f32]>,
         epilogue: Epilogue<'_>,
-        pool: bool,
         scratch: &mut SkipScratch,
         output: &mut [f32],
     ) {
-        let g = Conv2dGeometry {
-            batch,
-            ..self.geometry
-        };
-        let op = "PackedConv2d::forward";
-        check_forward_active(op, &g, self.active(), input, &self.weight, bias, epilogue);
-        check_output(op, &g, pool, output);
+        let layer = self.layer(batch, bias, epilogue);
         let call = ActiveForward {
-            g: &g,
-            active: self.active(),
+            layer: &layer,
             input,
+            pool: false,
+        };
+        self.run("PackedConv2d::forward", &call, scratch, output);
+    }
+
+    /// [`forward`](Self::forward) followed by a 2x2, stride-2 max pooling, fused, as
+    /// [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2).
+    ///
+    /// # Panics
+    /// As [`conv2d_forward_active_max_pool2`](super::conv2d_forward_active_max_pool2) for
+    /// the batch's geometry.
+    pub fn forward_max_pool2(
+        &self,
+        batch: usize,
+        input: &[f32],
+        bias: Option<&[f32]>,
+        epilogue: Epilogue<'_>,
+        scratch: &mut SkipScratch,
+        output: &mut [f32],
+    ) {
+        let layer = self.layer(batch, bias, epilogue);
+        let call = ActiveForward {
+            layer: &layer,
+            input,
+            pool: true,
+        };
+        self.run("PackedConv2d::forward_max_pool2", &call, scratch, output);
+    }
+
+    /// The layer for `batch` images, with `bias` and `epilogue`.
+    fn layer<'a>(
+        &'a self,
+        batch: usize,
+        bias: Option<&'a [f32]>,
+        epilogue: Epilogue<'a>,
+    ) -> ActiveConv2d<'a> {
+        ActiveConv2d {
+            geometry: Conv2dGeometry {
+                batch,
+                ..self.geometry
+            },
+            active: self.active(),
             weight: &self.weight,
             bias,
             epilogue,
-            pool,
-        };
+        }
+    }
+
+    /// Runs `call` on the packed filters, if the implicit kernel applies, checked in the
+    /// name of `op`.
+    fn run(
+        &self,
+        op: &str,
+        call: &ActiveForward<'_>,
+        scratch: &mut SkipScratch,
+        output: &mut [f32],
+    ) {
         let prepacked = self
             .implicit
             .as_ref()
@@ -144,6 +182,6 @@ impl PackedConv2d {
                 packed,
                 offsets,
             });
-        forward_active(&call, prepacked, scratch, output);
+        forward_active_checked(op, call, prepacked, scratch, output);
     }
 }

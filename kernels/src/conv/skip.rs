@@ -18,9 +18,9 @@
 
 use std::ops::Range;
 
-use super::Conv2dGeometry;
 use super::im2col::{ColumnBlock, im2col_into, im2col_wide_into};
 use super::implicit::{self, MicroKernel};
+use super::{ActiveConv2d, Conv2dGeometry};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::parallel::for_each_task;
@@ -74,16 +74,12 @@ pub(super) fn active_sizes(
     (taps, active.outputs.len(), active.inputs.len() * taps)
 }
 
-/// One channel-skipping forward call: the layer, its operands, its epilogue, and whether
-/// its output is 2x2 max-pooled (`out_h` then even).
+/// One channel-skipping forward call: the layer, its input, and whether its output is 2x2
+/// max-pooled (`out_h` then even).
 #[derive(Clone, Copy)]
 pub(super) struct ActiveForward<'a> {
-    pub(super) g: &'a Conv2dGeometry,
-    pub(super) active: ActiveChannels<'a>,
+    pub(super) layer: &'a ActiveConv2d<'a>,
     pub(super) input: &'a [f32],
-    pub(super) weight: &'a [f32],
-    pub(super) bias: Option<&'a [f32]>,
-    pub(super) epilogue: Epilogue<'a>,
     pub(super) pool: bool,
 }
 
@@ -104,7 +100,12 @@ pub(super) fn forward_active(
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let (g, active) = (call.g, call.active);
+    let ActiveConv2d {
+        geometry: ref g,
+        active,
+        weight,
+        ..
+    } = *call.layer;
     if output.is_empty() || active.outputs.is_empty() {
         return;
     }
@@ -124,7 +125,7 @@ pub(super) fn forward_active(
             let kernel = MicroKernel::for_isa(simd::active());
             implicit::Filters {
                 kernel,
-                packed: implicit::pack_filters(g, active, call.weight, kernel, packed),
+                packed: implicit::pack_filters(g, active, weight, kernel, packed),
                 offsets: implicit::input_offsets(g, active, offsets),
             }
         }
@@ -138,15 +139,14 @@ pub(super) fn forward_im2col(
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
-    let &ActiveForward {
-        g,
+    let ActiveForward { layer, input, pool } = *call;
+    let ActiveConv2d {
+        geometry: ref g,
         active,
-        input,
         weight,
         bias,
         epilogue,
-        pool,
-    } = call;
+    } = *layer;
     let (_, outputs, inner) = active_sizes(g, active);
     if output.is_empty() || outputs == 0 {
         return;

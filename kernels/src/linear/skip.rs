@@ -18,11 +18,11 @@ use std::ops::Range;
 use super::LinearGeometry;
 use super::dot::Dots;
 use crate::denormal::with_denormals_flushed;
-use crate::gemm::{MatrixView, MatrixViewMut, sgemm_strided};
+use crate::gemm::{MatrixView, MatrixViewMut, sgemm};
 use crate::parallel::for_each_task;
 use crate::scratch::grown;
 use crate::simd::{self, Isa};
-use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_forward_operands};
+use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_channel_operands};
 
 mod tile;
 
@@ -71,6 +71,26 @@ fn scatter_runs(
     }
 }
 
+/// A fully connected layer as the channel-skipping forward reads it: the full layer's
+/// weight, the channels to read and compute, and what follows the product.
+///
+/// Inactive input features of the weight, and the bias and slopes of inactive outputs, are
+/// not read.
+#[derive(Clone, Copy, Debug)]
+pub struct ActiveLinear<'a> {
+    /// The sizes, batch included.
+    pub geometry: LinearGeometry,
+    /// The input channels (of `geometry.group` features each) read and the outputs
+    /// computed.
+    pub active: ActiveChannels<'a>,
+    /// The full layer's weight, `[out_features, in_features]`.
+    pub weight: &'a [f32],
+    /// One bias per output, or `None` for none.
+    pub bias: Option<&'a [f32]>,
+    /// What each computed output goes through after its bias.
+    pub epilogue: Epilogue<'a>,
+}
+
 /// Channel-skipping fully connected forward with a fused epilogue: for the active outputs
 /// `o` only,
 ///
@@ -79,41 +99,35 @@ fn scatter_runs(
 /// ```
 ///
 /// the dense layer's result on weights and inputs whose inactive channels are zero, passed
-/// through `epilogue`. Inactive input features are not read; inactive outputs are not
-/// written. No compacted copy of the layer is kept: the weight rows are read in place.
-/// `scratch` is reused between calls. Runs on rayon's global pool when the work is large,
-/// with the instruction set [`simd::active`] chooses.
+/// through the layer's epilogue. Inactive input features are not read; inactive outputs
+/// are not written. No compacted copy of the layer is kept: the weight rows are read in
+/// place. `scratch` is reused between calls. Runs on rayon's global pool when the work is
+/// large, with the instruction set [`simd::active`] chooses.
 ///
 /// # Panics
-/// If `g.group` does not divide `g.in_features`, a slice's length differs from
-/// `batch * in_features` (input), `out_features * in_features` (weight), `out_features`
-/// (bias, slopes) or `batch * out_features` (output), or an active list is not strictly
+/// If `group` does not divide `in_features`, a slice's length differs from `batch *
+/// in_features` (input), `out_features * in_features` (weight), `out_features` (bias,
+/// slopes) or `batch * out_features` (output), or an active list is not strictly
 /// increasing within its channel count.
-#[allow(clippy::too_many_arguments)]
 pub fn linear_forward_active(
-    g: &LinearGeometry,
-    active: ActiveChannels<'_>,
+    layer: &ActiveLinear<'_>,
     input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue<'_>,
     scratch: &mut SkipScratch,
     output: &mut [f32],
 ) {
     let op = "linear_forward_active";
+    let &ActiveLinear {
+        geometry: ref g,
+        active,
+        weight,
+        bias,
+        epilogue,
+    } = layer;
     g.assert_valid(op);
     let (batch, features, outs) = (g.batch, g.in_features, g.out_features);
-    check_forward_operands(
-        op,
-        active,
-        epilogue,
-        (g.in_channels(), outs),
-        input,
-        batch * features,
-        weight,
-        outs * features,
-        bias,
-    );
+    check_channel_operands(op, (g.in_channels(), outs), active, bias, epilogue);
+    assert_eq!(input.len(), batch * features, "{op}: input length");
+    assert_eq!(weight.len(), outs * features, "{op}: weight length");
     assert_eq!(output.len(), batch * outs, "{op}: output length");
     let outputs = active.outputs.len();
     if batch == 0 || outputs == 0 {
@@ -252,26 +266,36 @@ fn forward_tiled(
     });
 }
 
+/// The gradients a channel-skipping fully connected backward computes: each is requested
+/// by a buffer, which is overwritten (it may hold NaN on entry), and skipped when `None`.
+#[derive(Debug, Default)]
+pub struct LinearGradients<'a> {
+    /// The input's gradient, `[batch, in_features]`.
+    pub input: Option<&'a mut [f32]>,
+    /// The weight's gradient, `[out_features, in_features]`.
+    pub weight: Option<&'a mut [f32]>,
+    /// The bias's gradient, `[out_features]`.
+    pub bias: Option<&'a mut [f32]>,
+}
+
 /// Channel-skipping fully connected backward: the gradients of [`linear_forward_active`]
 /// (identity epilogue), that is those of the dense layer on weights, inputs and output
-/// gradients whose inactive channels are zero. Each requested buffer is overwritten:
-/// `grad_input` on the active input features, `grad_weight` on the active
-/// `(output, input feature)` pairs, `grad_bias` on the active outputs, zero elsewhere.
+/// gradients whose inactive channels are zero. Each gradient `grads` requests is
+/// overwritten: the input's on the active input features, the weight's on the active
+/// `(output, input feature)` pairs, the bias's on the active outputs, zero elsewhere.
 /// Inactive parts of `input`, `weight` and `grad_output` are not read.
 ///
 /// # Panics
-/// As [`linear_forward_active`] for the inputs; if a gradient's length differs from its
-/// tensor's.
-#[allow(clippy::too_many_arguments)]
+/// As [`linear_forward_active`] for the inputs, if `grad_output`'s length differs from
+/// `batch * out_features`, or if a gradient's length differs from its tensor's; nothing is
+/// written then.
 pub fn linear_backward_active(
     g: &LinearGeometry,
     active: ActiveChannels<'_>,
     input: &[f32],
     weight: &[f32],
     grad_output: &[f32],
-    grad_input: Option<&mut [f32]>,
-    grad_weight: Option<&mut [f32]>,
-    grad_bias: Option<&mut [f32]>,
+    grads: LinearGradients<'_>,
 ) {
     let op = "linear_backward_active";
     g.assert_valid(op);
@@ -280,22 +304,20 @@ pub fn linear_backward_active(
     assert_eq!(input.len(), batch * features, "{op}: input length");
     assert_eq!(weight.len(), outs * features, "{op}: weight length");
     assert_eq!(grad_output.len(), batch * outs, "{op}: grad_output length");
-    if let Some(grad_input) = grad_input.as_deref() {
-        assert_eq!(
-            grad_input.len(),
-            batch * features,
-            "{op}: grad_input length"
-        );
-    }
-    if let Some(grad_weight) = grad_weight.as_deref() {
-        assert_eq!(
-            grad_weight.len(),
-            outs * features,
-            "{op}: grad_weight length"
-        );
-    }
-    if let Some(grad_bias) = grad_bias.as_deref() {
-        assert_eq!(grad_bias.len(), outs, "{op}: grad_bias length");
+    let LinearGradients {
+        input: grad_input,
+        weight: grad_weight,
+        bias: grad_bias,
+    } = grads;
+    let requested = [
+        ("grad_input", grad_input.as_deref(), batch * features),
+        ("grad_weight", grad_weight.as_deref(), outs * features),
+        ("grad_bias", grad_bias.as_deref(), outs),
+    ];
+    for (what, grad, len) in requested {
+        if let Some(grad) = grad {
+            assert_eq!(grad.len(), len, "{op}: {what} length");
+        }
     }
     let runs = g.feature_runs(active.inputs);
     let inner: usize = runs.iter().map(Range::len).sum();
@@ -324,7 +346,7 @@ pub fn linear_backward_active(
         let x = MatrixView::row_major(x, batch, inner);
         let mut active_grad = vec![0.0; outputs * inner];
         let view = MatrixViewMut::row_major(&mut active_grad, outputs, inner);
-        sgemm_strided(1.0, grad.t(), x, 0.0, view);
+        sgemm(1.0, grad.t(), x, 0.0, view);
         let rows = active.outputs.iter().copied();
         scatter_runs(&active_grad, grad_weight, features, rows, &runs);
     }
@@ -336,7 +358,7 @@ pub fn linear_backward_active(
         let w = MatrixView::row_major(w, outputs, inner);
         let mut active_grad = vec![0.0; batch * inner];
         let view = MatrixViewMut::row_major(&mut active_grad, batch, inner);
-        sgemm_strided(1.0, grad, w, 0.0, view);
+        sgemm(1.0, grad, w, 0.0, view);
         scatter_runs(&active_grad, grad_input, features, 0..batch, &runs);
     }
 }

@@ -1,6 +1,6 @@
 //! Reference 2-D convolution: one loop per index of the definition.
 
-use crate::conv::Conv2dGeometry;
+use crate::conv::{Conv2dGeometry, Conv2dGradients};
 
 /// The input element read by output `(y, x)` through kernel tap `(i, j)` of channel `c` of
 /// image `n`, or `None` in the padding.
@@ -92,7 +92,7 @@ pub fn conv2d_forward(
     }
 }
 
-/// As [`crate::conv::conv2d_backward`]: each requested gradient is overwritten with
+/// As [`crate::conv::conv2d_backward`]: each gradient `grads` requests is overwritten with
 /// `grad_input[n, c, h, w] = sum of weight[o, c, i, j] * grad_output[n, o, y, x]`,
 /// `grad_weight[o, c, i, j] = sum of input[n, c, h, w] * grad_output[n, o, y, x]` over the
 /// taps `(h, w) = (y * stride_h + i - pad_h, x * stride_w + j - pad_w)` inside the image, and
@@ -105,9 +105,7 @@ pub fn conv2d_backward(
     input: &[f32],
     weight: &[f32],
     grad_output: &[f32],
-    grad_input: Option<&mut [f32]>,
-    grad_weight: Option<&mut [f32]>,
-    grad_bias: Option<&mut [f32]>,
+    grads: Conv2dGradients<'_>,
 ) {
     assert_eq!(input.len(), g.input_len(), "conv2d_backward: input length");
     assert_eq!(
@@ -139,7 +137,7 @@ pub fn conv2d_backward(
             }
         }
     };
-    store(grad_input, input_sums, "grad_input");
-    store(grad_weight, weight_sums, "grad_weight");
-    store(grad_bias, bias_sums, "grad_bias");
+    store(grads.input, input_sums, "grad_input");
+    store(grads.weight, weight_sums, "grad_weight");
+    store(grads.bias, bias_sums, "grad_bias");
 }

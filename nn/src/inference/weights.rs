@@ -4,9 +4,10 @@
 
 use rotor_kernels::aligned::AlignedFloats;
 use rotor_kernels::conv::{
-    Conv2dGeometry, PackedConv2d, conv2d_forward_active, conv2d_forward_active_max_pool2,
+    ActiveConv2d, Conv2dGeometry, PackedConv2d, conv2d_forward_active,
+    conv2d_forward_active_max_pool2,
 };
-use rotor_kernels::linear::{LinearGeometry, PackedLinear, linear_forward_active};
+use rotor_kernels::linear::{ActiveLinear, LinearGeometry, PackedLinear, linear_forward_active};
 use rotor_kernels::skip::{ActiveChannels, Epilogue, SkipScratch};
 
 /// The channels a skipping layer reads and computes.
@@ -92,31 +93,31 @@ impl ConvWeights {
     ) {
         match self {
             ConvWeights::Packed(conv) => {
-                #[rustfmt::skip]
-                conv.forward(batch, input, out.bias, out.epilogue, pool, scratch, output);
+                let run = if pool {
+                    PackedConv2d::forward_max_pool2
+                } else {
+                    PackedConv2d::forward
+                };
+                run(conv, batch, input, out.bias, out.epilogue, scratch, output);
             }
             ConvWeights::Skipping {
                 geometry,
                 weight,
                 channels,
             } => {
-                let g = Conv2dGeometry { batch, ..*geometry };
+                let layer = ActiveConv2d {
+                    geometry: Conv2dGeometry { batch, ..*geometry },
+                    active: channels.active(),
+                    weight,
+                    bias: out.bias,
+                    epilogue: out.epilogue,
+                };
                 let run = if pool {
                     conv2d_forward_active_max_pool2
                 } else {
                     conv2d_forward_active
                 };
-                let active = channels.active();
-                run(
-                    &g,
-                    active,
-                    input,
-                    weight,
-                    out.bias,
-                    out.epilogue,
-                    scratch,
-                    output,
-                );
+                run(&layer, input, scratch, output);
             }
         }
     }
@@ -190,10 +191,14 @@ impl LinearWeights {
                 weight,
                 channels,
             } => {
-                let g = LinearGeometry { batch, ..*geometry };
-                let active = channels.active();
-                #[rustfmt::skip]
-                linear_forward_active(&g, active, input, weight, out.bias, out.epilogue, scratch, output);
+                let layer = ActiveLinear {
+                    geometry: LinearGeometry { batch, ..*geometry },
+                    active: channels.active(),
+                    weight,
+                    bias: out.bias,
+                    epilogue: out.epilogue,
+                };
+                linear_forward_active(&layer, input, scratch, output);
             }
         }
     }

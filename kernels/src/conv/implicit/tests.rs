@@ -7,8 +7,8 @@ use proptest::prelude::*;
 
 use crate::testing::integers;
 
-use super::super::Conv2dGeometry;
 use super::super::skip::{ActiveForward, forward_im2col};
+use super::super::{ActiveConv2d, Conv2dGeometry};
 use super::{Filters, MicroKernel, forward_implicit, input_offsets, pack_filters};
 use crate::simd::Isa;
 use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
@@ -41,13 +41,16 @@ fn check(g: &Conv2dGeometry, in_mask: u32, out_mask: u32, pool: bool, seed: u64)
     // Inactive channels are not written: both sides keep 7 there, NaN elsewhere is
     // overwritten.
     let mut expected = vec![7.0; len];
-    let call = ActiveForward {
-        g,
+    let layer = ActiveConv2d {
+        geometry: *g,
         active,
-        input: &input,
         weight: &weight,
         bias: Some(&bias),
         epilogue,
+    };
+    let call = ActiveForward {
+        layer: &layer,
+        input: &input,
         pool,
     };
     let mut scratch = SkipScratch::new();

@@ -9,7 +9,8 @@
 use std::ops::Range;
 
 use super::{
-    LinearGeometry, MicroKernel, forward_dots, forward_tiled, linear_forward_active, tile,
+    ActiveLinear, LinearGeometry, MicroKernel, forward_dots, forward_tiled, linear_forward_active,
+    tile,
 };
 use crate::simd::Isa;
 use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
@@ -56,8 +57,15 @@ fn check(g: &LinearGeometry, inputs: &[usize], outputs: &[usize], seed: u64, thr
                 bias.is_some()
             );
             let mut got = vec![f32::NAN; batch * outs];
+            let linear = ActiveLinear {
+                geometry: *g,
+                active,
+                weight: &weight,
+                bias,
+                epilogue,
+            };
             #[rustfmt::skip]
-            pool.install(|| linear_forward_active(g, active, &input, &weight, bias, epilogue, &mut SkipScratch::new(), &mut got));
+            pool.install(|| linear_forward_active(&linear, &input, &mut SkipScratch::new(), &mut got));
             assert!(same(&got, &expected), "forward of {what}");
 
             let layer = tile::Layer {
