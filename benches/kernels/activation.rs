@@ -2,6 +2,7 @@
 //! and the other memory-bound kernels (elementwise, pooling, batch norm, softmax + loss).
 
 use criterion::{Criterion, Throughput};
+use rotor_kernels::elementwise::ChannelShape;
 use rotor_kernels::{activation, elementwise};
 use std::hint::black_box;
 
@@ -10,6 +11,11 @@ use std::hint::black_box;
 const BATCH: usize = 64;
 const CHANNELS: usize = 64;
 const PLANE: usize = 24 * 24;
+const SHAPE: ChannelShape = ChannelShape {
+    batch: BATCH,
+    channels: CHANNELS,
+    plane: PLANE,
+};
 
 /// Deterministic values uniform in `[-1, 1)`, about half of them negative as in a
 /// pre-activation map.
@@ -23,6 +29,54 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
             (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         })
         .collect()
+}
+
+/// The buffers of a rotated activation's forward and backward on the `[64, 64, 24 x 24]`
+/// map: inputs `x`, `grad_y` and slopes around 1, and the outputs they are written to.
+struct RotatedBuffers {
+    x: Vec<f32>,
+    grad_y: Vec<f32>,
+    slope: Vec<f32>,
+    y: Vec<f32>,
+    grad_x: Vec<f32>,
+    grad_slope: Vec<f32>,
+}
+
+impl RotatedBuffers {
+    fn new() -> Self {
+        let len = BATCH * CHANNELS * PLANE;
+        Self {
+            x: values(len, 1),
+            grad_y: values(len, 2),
+            slope: values(CHANNELS, 3).iter().map(|v| 1.0 + 0.4 * v).collect(),
+            y: vec![0.0; len],
+            grad_x: vec![0.0; len],
+            grad_slope: vec![0.0; CHANNELS],
+        }
+    }
+
+    /// `y` from `x` and `slope` by a rotated forward.
+    fn forward(&mut self, forward: impl Fn(&ChannelShape, &[f32], &[f32], &mut [f32])) {
+        forward(&SHAPE, &self.x, &self.slope, &mut self.y);
+        black_box(&self.y);
+    }
+
+    /// `grad_x` and `grad_slope` from `x`, `slope` and `grad_y` by a rotated backward.
+    fn backward(
+        &mut self,
+        backward: impl Fn(&ChannelShape, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]),
+    ) {
+        let (x, slope, grad_y) = (&self.x, &self.slope, &self.grad_y);
+        backward(
+            &SHAPE,
+            x,
+            slope,
+            grad_y,
+            &mut self.grad_x,
+            &mut self.grad_slope,
+        );
+        black_box((&self.grad_x, &self.grad_slope));
+    }
 }
 
 /// One training step's worth of rotated ReLU (forward, then backward) on a
@@ -39,12 +93,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 /// Throughput counts the map's elements.
 pub fn rotated_relu(c: &mut Criterion) {
     let len = BATCH * CHANNELS * PLANE;
-    let x = values(len, 1);
-    let grad_y = values(len, 2);
-    let slope: Vec<f32> = values(CHANNELS, 3).iter().map(|v| 1.0 + 0.4 * v).collect();
-    let mut y = vec![0.0; len];
-    let mut grad_x = vec![0.0; len];
-    let mut grad_slope = vec![0.0; CHANNELS];
+    let mut buffers = RotatedBuffers::new();
     let mut relu_out = vec![0.0; len];
     let mut grad_relu_out = vec![0.0; len];
 
@@ -52,28 +101,39 @@ pub fn rotated_relu(c: &mut Criterion) {
     group.throughput(Throughput::Elements(len as u64));
     group.bench_function("fused", |b| {
         b.iter(|| {
-            activation::rotated_relu_forward(BATCH, CHANNELS, PLANE, &x, &slope, &mut y);
-            activation::rotated_relu_backward(
-                BATCH,
-                CHANNELS,
-                PLANE,
-                &x,
-                &slope,
-                &grad_y,
-                &mut grad_x,
-                &mut grad_slope,
-            );
-            black_box((&y, &grad_x, &grad_slope));
+            buffers.forward(activation::rotated_relu_forward);
+            buffers.backward(activation::rotated_relu_backward);
         })
     });
     group.bench_function("unfused", |b| {
         b.iter(|| {
-            activation::relu_forward(&x, &mut relu_out);
-            elementwise::mul_channels(BATCH, CHANNELS, PLANE, &relu_out, &slope, &mut y);
-            elementwise::mul_channels(BATCH, CHANNELS, PLANE, &grad_y, &slope, &mut grad_relu_out);
-            elementwise::dot_channels(BATCH, CHANNELS, PLANE, &relu_out, &grad_y, &mut grad_slope);
-            activation::relu_backward(&x, &grad_relu_out, &mut grad_x);
-            black_box((&y, &grad_x, &grad_slope));
+            activation::relu_forward(&buffers.x, &mut relu_out);
+            elementwise::mul_channels(
+                BATCH,
+                CHANNELS,
+                PLANE,
+                &relu_out,
+                &buffers.slope,
+                &mut buffers.y,
+            );
+            elementwise::mul_channels(
+                BATCH,
+                CHANNELS,
+                PLANE,
+                &buffers.grad_y,
+                &buffers.slope,
+                &mut grad_relu_out,
+            );
+            elementwise::dot_channels(
+                BATCH,
+                CHANNELS,
+                PLANE,
+                &relu_out,
+                &buffers.grad_y,
+                &mut buffers.grad_slope,
+            );
+            activation::relu_backward(&buffers.x, &grad_relu_out, &mut buffers.grad_x);
+            black_box((&buffers.y, &buffers.grad_x, &buffers.grad_slope));
         })
     });
     group.finish();
@@ -87,46 +147,30 @@ pub fn rotated_relu(c: &mut Criterion) {
 /// Throughput counts the map's elements.
 pub fn gelu(c: &mut Criterion) {
     let len = BATCH * CHANNELS * PLANE;
-    let x = values(len, 1);
-    let grad_y = values(len, 2);
-    let slope: Vec<f32> = values(CHANNELS, 3).iter().map(|v| 1.0 + 0.4 * v).collect();
-    let mut y = vec![0.0; len];
-    let mut grad_x = vec![0.0; len];
-    let mut grad_slope = vec![0.0; CHANNELS];
+    let mut buffers = RotatedBuffers::new();
 
     let mut group = c.benchmark_group("gelu/64x64x24x24");
     group.throughput(Throughput::Elements(len as u64));
     group.bench_function("forward", |b| {
         b.iter(|| {
-            activation::gelu_forward(&x, &mut y);
-            black_box(&y);
+            activation::gelu_forward(&buffers.x, &mut buffers.y);
+            black_box(&buffers.y);
         })
     });
     group.bench_function("backward", |b| {
         b.iter(|| {
-            activation::gelu_backward(&x, &grad_y, &mut grad_x);
-            black_box(&grad_x);
+            activation::gelu_backward(&buffers.x, &buffers.grad_y, &mut buffers.grad_x);
+            black_box(&buffers.grad_x);
         })
     });
     group.bench_function("rotated_forward", |b| {
         b.iter(|| {
-            activation::rotated_gelu_forward(BATCH, CHANNELS, PLANE, &x, &slope, &mut y);
-            black_box(&y);
+            buffers.forward(activation::rotated_gelu_forward);
         })
     });
     group.bench_function("rotated_backward", |b| {
         b.iter(|| {
-            activation::rotated_gelu_backward(
-                BATCH,
-                CHANNELS,
-                PLANE,
-                &x,
-                &slope,
-                &grad_y,
-                &mut grad_x,
-                &mut grad_slope,
-            );
-            black_box((&grad_x, &grad_slope));
+            buffers.backward(activation::rotated_gelu_backward);
         })
     });
     group.finish();
@@ -139,7 +183,9 @@ pub fn gelu(c: &mut Criterion) {
 /// Throughput counts the input's elements.
 pub fn memory_bound(c: &mut Criterion) {
     use rotor_kernels::loss;
-    use rotor_kernels::norm::{self, BatchNormGeometry};
+    use rotor_kernels::norm::{
+        self, BatchNormGeometry, BatchNormGradients, BatchNormParams, RunningStatsUpdate,
+    };
     use rotor_kernels::pool::{self, Pool2dGeometry};
 
     let len = BATCH * CHANNELS * PLANE;
@@ -198,30 +244,31 @@ pub fn memory_bound(c: &mut Criterion) {
     let mut grad_input = vec![0.0; len];
     group.bench_function("batch_norm_train", |b| {
         b.iter(|| {
+            let params = BatchNormParams {
+                gamma: &gamma,
+                beta: &beta,
+                eps: 1e-5,
+            };
+            let running = RunningStatsUpdate {
+                mean: &mut running_mean,
+                var: &mut running_var,
+                momentum: 0.1,
+            };
             norm::batch_norm_forward_train(
                 &bn,
                 &a,
-                &gamma,
-                &beta,
-                1e-5,
-                0.1,
-                &mut running_mean,
-                &mut running_var,
+                params,
+                running,
                 &mut out,
                 &mut mean,
                 &mut invstd,
             );
-            norm::batch_norm_backward_train(
-                &bn,
-                &a,
-                &b2,
-                &gamma,
-                &mean,
-                &invstd,
-                &mut grad_input,
-                &mut grad_gamma,
-                &mut grad_beta,
-            );
+            let grads = BatchNormGradients {
+                input: &mut grad_input,
+                gamma: &mut grad_gamma,
+                beta: &mut grad_beta,
+            };
+            norm::batch_norm_backward_train(&bn, &a, &b2, &gamma, &mean, &invstd, grads);
             black_box((&out, &grad_input, &grad_gamma, &grad_beta));
         })
     });

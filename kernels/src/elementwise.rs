@@ -24,8 +24,8 @@ pub(crate) mod tasks;
 mod isa_tests;
 
 pub use crate::tuning::memory_bound::{PARALLEL_THRESHOLD, TASK_LEN};
-pub(crate) use channels::{ChannelShape, map_reduce_channels};
-pub use channels::{add_channels, dot_channels, mul_channels, sum_channels};
+pub(crate) use channels::map_reduce_channels;
+pub use channels::{ChannelShape, add_channels, dot_channels, mul_channels, sum_channels};
 pub use reduce::{dot, max_axis, sum, sum_axis};
 
 use lanes::{map, update};

@@ -7,7 +7,7 @@
 //! every task runs as the elementwise ones do (`run_task`): denormals flushed, loops
 //! compiled for the chosen instruction set, the same bits on every set.
 
-use crate::elementwise::lanes::map_sum;
+use crate::elementwise::lanes::{map_sum, window};
 use crate::elementwise::math::exp;
 use crate::elementwise::tasks::{items_per_task, run_task};
 use rayon::prelude::*;
@@ -24,24 +24,21 @@ fn task_len(cols: usize) -> usize {
 /// # Panics
 /// If a slice length is not `rows * cols`.
 pub fn softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), rows * cols, "softmax_forward: x length");
-    assert_eq!(y.len(), rows * cols, "softmax_forward: y length");
-    if y.is_empty() {
-        return;
-    }
-    let task = task_len(cols);
-    x.par_chunks(task)
-        .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| {
-            run_task(
-                #[inline(always)]
-                || {
-                    for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-                        softmax_row(x, y);
-                    }
-                },
-            );
-        });
+    check_matrices(
+        "softmax_forward",
+        rows,
+        cols,
+        [("x", x.len()), ("y", y.len())],
+    );
+    for_each_row(
+        cols,
+        [x],
+        y,
+        #[inline(always)]
+        |[x], y| {
+            softmax_row(x, y);
+        },
+    );
 }
 
 /// Backward of [`softmax_forward`] given its output `y`:
@@ -52,38 +49,17 @@ pub fn softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
 /// # Panics
 /// If a slice length is not `rows * cols`.
 pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) {
-    assert_eq!(y.len(), rows * cols, "softmax_backward: y length");
-    assert_eq!(grad_y.len(), rows * cols, "softmax_backward: grad_y length");
-    assert_eq!(grad_x.len(), rows * cols, "softmax_backward: grad_x length");
-    if grad_x.is_empty() {
-        return;
-    }
-    let task = task_len(cols);
-    grad_x
-        .par_chunks_mut(task)
-        .zip(y.par_chunks(task))
-        .zip(grad_y.par_chunks(task))
-        .for_each(|((grad_x, y), grad_y)| {
-            run_task(
-                #[inline(always)]
-                || {
-                    let rows = grad_x
-                        .chunks_exact_mut(cols)
-                        .zip(y.chunks_exact(cols))
-                        .zip(grad_y.chunks_exact(cols));
-                    for ((gx, y), gy) in rows {
-                        let dot = y
-                            .iter()
-                            .zip(gy)
-                            .map(|(&p, &d)| f64::from(p) * f64::from(d))
-                            .sum::<f64>() as f32;
-                        for ((gx, &p), &d) in gx.iter_mut().zip(y).zip(gy) {
-                            *gx = p * (d - dot);
-                        }
-                    }
-                },
-            );
-        });
+    check_matrices(
+        "softmax_backward",
+        rows,
+        cols,
+        [
+            ("y", y.len()),
+            ("grad_y", grad_y.len()),
+            ("grad_x", grad_x.len()),
+        ],
+    );
+    for_each_row(cols, [y, grad_y], grad_x, softmax_backward_row);
 }
 
 /// Row-wise log-softmax: `y[r, j] = (x[r, j] - max_r) - ln sum_k exp(x[r, k] - max_r)`.
@@ -93,29 +69,13 @@ pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], gra
 /// # Panics
 /// If a slice length is not `rows * cols`.
 pub fn log_softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), rows * cols, "log_softmax_forward: x length");
-    assert_eq!(y.len(), rows * cols, "log_softmax_forward: y length");
-    if y.is_empty() {
-        return;
-    }
-    let task = task_len(cols);
-    x.par_chunks(task)
-        .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| {
-            run_task(
-                #[inline(always)]
-                || {
-                    for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-                        let max = row_max(x);
-                        // NOTE: y holds the exponentials only until their sum is known.
-                        let log_sum = exp_shifted(x, max, y).ln() as f32;
-                        for (y, &v) in y.iter_mut().zip(x) {
-                            *y = (v - max) - log_sum;
-                        }
-                    }
-                },
-            );
-        });
+    check_matrices(
+        "log_softmax_forward",
+        rows,
+        cols,
+        [("x", x.len()), ("y", y.len())],
+    );
+    for_each_row(cols, [x], y, log_softmax_row);
 }
 
 /// Backward of [`log_softmax_forward`] given its output `y` (the log-probabilities):
@@ -132,44 +92,17 @@ pub fn log_softmax_backward(
     grad_y: &[f32],
     grad_x: &mut [f32],
 ) {
-    assert_eq!(y.len(), rows * cols, "log_softmax_backward: y length");
-    assert_eq!(
-        grad_y.len(),
-        rows * cols,
-        "log_softmax_backward: grad_y length"
+    check_matrices(
+        "log_softmax_backward",
+        rows,
+        cols,
+        [
+            ("y", y.len()),
+            ("grad_y", grad_y.len()),
+            ("grad_x", grad_x.len()),
+        ],
     );
-    assert_eq!(
-        grad_x.len(),
-        rows * cols,
-        "log_softmax_backward: grad_x length"
-    );
-    if grad_x.is_empty() {
-        return;
-    }
-    let task = task_len(cols);
-    grad_x
-        .par_chunks_mut(task)
-        .zip(y.par_chunks(task))
-        .zip(grad_y.par_chunks(task))
-        .for_each(|((grad_x, y), grad_y)| {
-            run_task(
-                #[inline(always)]
-                || {
-                    let rows = grad_x
-                        .chunks_exact_mut(cols)
-                        .zip(y.chunks_exact(cols))
-                        .zip(grad_y.chunks_exact(cols));
-                    for ((gx, y), gy) in rows {
-                        let total = gy.iter().map(|&d| f64::from(d)).sum::<f64>() as f32;
-                        // NOTE: gx holds exp(y) until the gradient replaces it.
-                        exp_shifted(y, 0.0, gx);
-                        for (gx, &d) in gx.iter_mut().zip(gy) {
-                            *gx = d - *gx * total;
-                        }
-                    }
-                },
-            );
-        });
+    for_each_row(cols, [y, grad_y], grad_x, log_softmax_backward_row);
 }
 
 /// Fused softmax and cross-entropy, mean over rows:
@@ -189,15 +122,11 @@ pub fn cross_entropy_forward(
     targets: &[u32],
     probs: &mut [f32],
 ) -> f32 {
-    assert_eq!(
-        logits.len(),
-        rows * cols,
-        "cross_entropy_forward: logits length"
-    );
-    assert_eq!(
-        probs.len(),
-        rows * cols,
-        "cross_entropy_forward: probs length"
+    check_matrices(
+        "cross_entropy_forward",
+        rows,
+        cols,
+        [("logits", logits.len()), ("probs", probs.len())],
     );
     assert_targets("cross_entropy_forward", rows, cols, targets);
     if rows == 0 {
@@ -247,15 +176,11 @@ pub fn cross_entropy_backward(
     grad_loss: f32,
     grad_logits: &mut [f32],
 ) {
-    assert_eq!(
-        probs.len(),
-        rows * cols,
-        "cross_entropy_backward: probs length"
-    );
-    assert_eq!(
-        grad_logits.len(),
-        rows * cols,
-        "cross_entropy_backward: grad_logits length"
+    check_matrices(
+        "cross_entropy_backward",
+        rows,
+        cols,
+        [("probs", probs.len()), ("grad_logits", grad_logits.len())],
     );
     assert_targets("cross_entropy_backward", rows, cols, targets);
     if rows == 0 {
@@ -284,6 +209,42 @@ pub fn cross_entropy_backward(
                 },
             );
         });
+}
+
+/// Runs `row([inputs' rows], out's row)` on every row of `cols` elements, in parallel
+/// tasks of whole rows, each through `run_task`. Every input has `out.len()` elements.
+#[inline(always)]
+fn for_each_row<const N: usize>(
+    cols: usize,
+    inputs: [&[f32]; N],
+    out: &mut [f32],
+    row: impl Fn([&[f32]; N], &mut [f32]) + Sync,
+) {
+    if out.is_empty() {
+        return;
+    }
+    let task = task_len(cols);
+    out.par_chunks_mut(task)
+        .enumerate()
+        .for_each(|(index, out)| {
+            let inputs = window(inputs, index * task, out.len());
+            run_task(
+                #[inline(always)]
+                || {
+                    for (r, out) in out.chunks_exact_mut(cols).enumerate() {
+                        row(window(inputs, r * cols, cols), out);
+                    }
+                },
+            );
+        });
+}
+
+/// Asserts that every named slice of kernel `op` has `rows * cols` elements.
+#[track_caller]
+fn check_matrices<const N: usize>(op: &str, rows: usize, cols: usize, lengths: [(&str, usize); N]) {
+    for (name, len) in lengths {
+        assert_eq!(len, rows * cols, "{op}: {name} length");
+    }
 }
 
 fn assert_targets(op: &str, rows: usize, cols: usize, targets: &[u32]) {
@@ -339,6 +300,41 @@ fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f64 {
         |_, [total]| sum = total,
     );
     sum
+}
+
+/// One row of [`softmax_backward`]: `gx = y * (gy - sum_k gy[k] * y[k])`.
+#[inline(always)]
+fn softmax_backward_row([y, gy]: [&[f32]; 2], gx: &mut [f32]) {
+    let dot = y
+        .iter()
+        .zip(gy)
+        .map(|(&p, &d)| f64::from(p) * f64::from(d))
+        .sum::<f64>() as f32;
+    for ((gx, &p), &d) in gx.iter_mut().zip(y).zip(gy) {
+        *gx = p * (d - dot);
+    }
+}
+
+/// One row of [`log_softmax_forward`]: `y = (x - max) - ln sum_k exp(x[k] - max)`.
+#[inline(always)]
+fn log_softmax_row([x]: [&[f32]; 1], y: &mut [f32]) {
+    let max = row_max(x);
+    // NOTE: y holds the exponentials only until their sum is known.
+    let log_sum = exp_shifted(x, max, y).ln() as f32;
+    for (y, &v) in y.iter_mut().zip(x) {
+        *y = (v - max) - log_sum;
+    }
+}
+
+/// One row of [`log_softmax_backward`]: `gx = gy - exp(y) * sum_k gy[k]`.
+#[inline(always)]
+fn log_softmax_backward_row([y, gy]: [&[f32]; 2], gx: &mut [f32]) {
+    let total = gy.iter().map(|&d| f64::from(d)).sum::<f64>() as f32;
+    // NOTE: gx holds exp(y) until the gradient replaces it.
+    exp_shifted(y, 0.0, gx);
+    for (gx, &d) in gx.iter_mut().zip(gy) {
+        *gx = d - *gx * total;
+    }
 }
 
 /// Writes the softmax of row `x` into `y`; returns the row maximum and the sum of the shifted

@@ -16,8 +16,11 @@ use rayon::prelude::*;
 /// Shape of batch-normalised data: `[batch, channels, plane]`, statistics per channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchNormGeometry {
+    /// Images (or rows) in the batch.
     pub batch: usize,
+    /// Channels, each with its own statistics and parameters.
     pub channels: usize,
+    /// Elements of one channel of one image: `H * W`, or 1 for an `[N, C]` matrix.
     pub plane: usize,
 }
 
@@ -31,6 +34,68 @@ impl BatchNormGeometry {
     fn per_channel(&self) -> usize {
         self.batch * self.plane
     }
+
+    /// Asserts that the training kernel `op` has at least 2 values per channel, as the
+    /// unbiased variance divides by `batch * plane - 1`.
+    #[track_caller]
+    fn check_trainable(&self, op: &str) {
+        assert!(
+            self.per_channel() >= 2,
+            "{op}: needs at least 2 values per channel, got {self:?}"
+        );
+    }
+}
+
+/// A batch-norm layer's parameters: the learned per-channel scale `gamma` and shift `beta`
+/// (`channels` elements each), and the `eps` added to every variance before its square
+/// root.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormParams<'a> {
+    /// Scale per channel.
+    pub gamma: &'a [f32],
+    /// Shift per channel.
+    pub beta: &'a [f32],
+    /// Added to the variance, so that a constant channel does not divide by zero.
+    pub eps: f32,
+}
+
+/// The running statistics a training forward moves towards the batch's (`channels`
+/// elements each): `stat <- (1 - momentum) stat + momentum batch_stat`.
+#[derive(Debug)]
+pub struct RunningStatsUpdate<'a> {
+    /// Running mean per channel.
+    pub mean: &'a mut [f32],
+    /// Running variance per channel, unbiased (PyTorch's convention).
+    pub var: &'a mut [f32],
+    /// Weight of the batch's statistics in the update.
+    pub momentum: f32,
+}
+
+/// Where a batch-norm backward writes its gradients, all overwritten.
+#[derive(Debug)]
+pub struct BatchNormGradients<'a> {
+    /// Gradient of the data, `[batch, channels, plane]`.
+    pub input: &'a mut [f32],
+    /// Gradient of `gamma`, one per channel.
+    pub gamma: &'a mut [f32],
+    /// Gradient of `beta`, one per channel.
+    pub beta: &'a mut [f32],
+}
+
+impl BatchNormGradients<'_> {
+    /// Asserts the lengths of the gradients of kernel `op`.
+    #[track_caller]
+    fn check(&self, op: &str, g: &BatchNormGeometry) {
+        check_lengths(
+            op,
+            g,
+            [("grad_input", self.input.len())],
+            [
+                ("grad_gamma", self.gamma.len()),
+                ("grad_beta", self.beta.len()),
+            ],
+        );
+    }
 }
 
 /// Batch normalisation, training mode. Per channel `c`, over all `(n, p)`:
@@ -39,52 +104,38 @@ impl BatchNormGeometry {
 /// `output[n, c, p] = (input[n, c, p] - mean) * invstd * gamma[c] + beta[c]`.
 ///
 /// Writes `save_mean[c] = mean` and `save_invstd[c] = invstd` for the backward, and updates
-/// `running_mean[c] <- (1 - momentum) running_mean[c] + momentum mean` and `running_var`
-/// likewise with the unbiased variance `var * m / (m - 1)` (PyTorch's convention).
+/// the running mean with `mean` and the running variance with the unbiased variance
+/// `var * m / (m - 1)` (PyTorch's convention).
 ///
 /// `input` and `output` (overwritten) are `[batch, channels, plane]`; every other slice has
 /// `channels` elements.
 ///
 /// # Panics
 /// If `batch * plane < 2` or a slice length differs from the geometry's.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
     g: &BatchNormGeometry,
     input: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    momentum: f32,
-    running_mean: &mut [f32],
-    running_var: &mut [f32],
+    params: BatchNormParams<'_>,
+    running: RunningStatsUpdate<'_>,
     output: &mut [f32],
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
 ) {
-    assert!(
-        g.per_channel() >= 2,
-        "batch_norm_forward_train: needs at least 2 values per channel, got {g:?}"
+    let op = "batch_norm_forward_train";
+    g.check_trainable(op);
+    check_lengths(
+        op,
+        g,
+        [("input", input.len()), ("output", output.len())],
+        [
+            ("gamma", params.gamma.len()),
+            ("beta", params.beta.len()),
+            ("running_mean", running.mean.len()),
+            ("running_var", running.var.len()),
+            ("save_mean", save_mean.len()),
+            ("save_invstd", save_invstd.len()),
+        ],
     );
-    assert_eq!(
-        input.len(),
-        g.input_len(),
-        "batch_norm_forward_train: input length"
-    );
-    assert_eq!(
-        output.len(),
-        g.input_len(),
-        "batch_norm_forward_train: output length"
-    );
-    for (name, len) in [
-        ("gamma", gamma.len()),
-        ("beta", beta.len()),
-        ("running_mean", running_mean.len()),
-        ("running_var", running_var.len()),
-        ("save_mean", save_mean.len()),
-        ("save_invstd", save_invstd.len()),
-    ] {
-        assert_eq!(len, g.channels, "batch_norm_forward_train: {name} length");
-    }
     let count = g.per_channel() as f64;
     // NOTE: summing x - pilot[c], for a sample pilot[c] of the channel, keeps the f32 block
     // sums accurate relative to the spread of the data rather than to its distance from zero.
@@ -112,34 +163,26 @@ pub fn batch_norm_forward_train(
             [d * d]
         },
     );
-    let momentum = f64::from(momentum);
+    let momentum = f64::from(running.momentum);
     let mut coefficients = Vec::with_capacity(g.channels);
     for c in 0..g.channels {
         let mean = f64::from(centers[c].0) + f64::from(centers[c].1);
         let var = squares[c][0] / count;
-        let invstd = 1.0 / (var + f64::from(eps)).sqrt();
+        let invstd = 1.0 / (var + f64::from(params.eps)).sqrt();
         save_mean[c] = mean as f32;
         save_invstd[c] = invstd as f32;
-        running_mean[c] = ((1.0 - momentum) * f64::from(running_mean[c]) + momentum * mean) as f32;
+        running.mean[c] = ((1.0 - momentum) * f64::from(running.mean[c]) + momentum * mean) as f32;
         let unbiased = var * count / (count - 1.0);
-        running_var[c] =
-            ((1.0 - momentum) * f64::from(running_var[c]) + momentum * unbiased) as f32;
+        running.var[c] =
+            ((1.0 - momentum) * f64::from(running.var[c]) + momentum * unbiased) as f32;
         coefficients.push(ChannelAffine {
             center: centers[c],
-            scale: (f64::from(gamma[c]) * invstd) as f32,
-            shift: beta[c],
+            scale: (f64::from(params.gamma[c]) * invstd) as f32,
+            shift: params.beta[c],
             ..ChannelAffine::default()
         });
     }
-    map_channels(
-        g,
-        input,
-        input,
-        &coefficients,
-        output,
-        #[inline(always)]
-        |k, x, _| centered(x, k.center) * k.scale + k.shift,
-    );
+    normalise(g, input, &coefficients, output);
 }
 
 /// Batch normalisation, evaluation mode, with `invstd = 1 / sqrt(running_var[c] + eps)`:
@@ -150,52 +193,34 @@ pub fn batch_norm_forward_train(
 ///
 /// # Panics
 /// If a slice length differs from the geometry's.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_eval(
     g: &BatchNormGeometry,
     input: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
+    params: BatchNormParams<'_>,
     running_mean: &[f32],
     running_var: &[f32],
-    eps: f32,
     output: &mut [f32],
 ) {
-    assert_eq!(
-        input.len(),
-        g.input_len(),
-        "batch_norm_forward_eval: input length"
-    );
-    assert_eq!(
-        output.len(),
-        g.input_len(),
-        "batch_norm_forward_eval: output length"
-    );
-    assert_channel_lens(
+    check_lengths(
         "batch_norm_forward_eval",
         g,
-        [gamma, beta, running_mean, running_var],
+        [("input", input.len()), ("output", output.len())],
+        [
+            ("gamma", params.gamma.len()),
+            ("beta", params.beta.len()),
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+        ],
     );
     let coefficients: Vec<ChannelAffine> = (0..g.channels)
-        .map(|c| {
-            let invstd = 1.0 / (f64::from(running_var[c]) + f64::from(eps)).sqrt();
-            ChannelAffine {
-                center: (running_mean[c], 0.0),
-                scale: (f64::from(gamma[c]) * invstd) as f32,
-                shift: beta[c],
-                ..ChannelAffine::default()
-            }
+        .map(|c| ChannelAffine {
+            center: (running_mean[c], 0.0),
+            scale: (f64::from(params.gamma[c]) * eval_invstd(running_var[c], params.eps)) as f32,
+            shift: params.beta[c],
+            ..ChannelAffine::default()
         })
         .collect();
-    map_channels(
-        g,
-        input,
-        input,
-        &coefficients,
-        output,
-        #[inline(always)]
-        |k, x, _| centered(x, k.center) * k.scale + k.shift,
-    );
+    normalise(g, input, &coefficients, output);
 }
 
 /// Backward of [`batch_norm_forward_train`], the statistics depending on the input. With
@@ -203,12 +228,11 @@ pub fn batch_norm_forward_eval(
 /// `grad_beta[c] = sum grad_output`, `grad_gamma[c] = sum grad_output * xhat`, and
 /// `grad_input = gamma[c] * invstd * (grad_output - grad_beta[c] / m - xhat * grad_gamma[c] / m)`.
 ///
-/// `input`, `grad_output` and `grad_input` are `[batch, channels, plane]`; the per-channel
-/// slices have `channels` elements. All three gradients are overwritten.
+/// `input`, `grad_output` and `grads.input` are `[batch, channels, plane]`; the per-channel
+/// slices have `channels` elements.
 ///
 /// # Panics
 /// If `batch * plane < 2` or a slice length differs from the geometry's.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward_train(
     g: &BatchNormGeometry,
     input: &[f32],
@@ -216,51 +240,30 @@ pub fn batch_norm_backward_train(
     gamma: &[f32],
     save_mean: &[f32],
     save_invstd: &[f32],
-    grad_input: &mut [f32],
-    grad_gamma: &mut [f32],
-    grad_beta: &mut [f32],
+    grads: BatchNormGradients<'_>,
 ) {
-    assert!(
-        g.per_channel() >= 2,
-        "batch_norm_backward_train: needs at least 2 values per channel, got {g:?}"
-    );
-    assert_eq!(
-        input.len(),
-        g.input_len(),
-        "batch_norm_backward_train: input length"
-    );
-    assert_eq!(
-        grad_output.len(),
-        g.input_len(),
-        "batch_norm_backward_train: grad_output length"
-    );
-    assert_eq!(
-        grad_input.len(),
-        g.input_len(),
-        "batch_norm_backward_train: grad_input length"
-    );
-    assert_channel_lens(
-        "batch_norm_backward_train",
+    let op = "batch_norm_backward_train";
+    g.check_trainable(op);
+    check_lengths(
+        op,
         g,
-        [gamma, save_mean, save_invstd, grad_gamma, grad_beta],
+        [("input", input.len()), ("grad_output", grad_output.len())],
+        [
+            ("gamma", gamma.len()),
+            ("save_mean", save_mean.len()),
+            ("save_invstd", save_invstd.len()),
+        ],
     );
+    grads.check(op, g);
     let count = g.per_channel() as f64;
-    let means: Vec<(f32, f32)> = save_mean.iter().map(|&m| (m, 0.0)).collect();
-    let sums = channel_sums(
-        g,
-        grad_output,
-        input,
-        &means,
-        #[inline(always)]
-        |mean, d, x| [d, d * centered(x, mean)],
-    );
+    let sums = gradient_sums(g, grad_output, input, save_mean);
     let mut coefficients = Vec::with_capacity(g.channels);
     for c in 0..g.channels {
         let [sum, dot] = sums[c];
         let invstd = f64::from(save_invstd[c]);
         let gain = f64::from(gamma[c]) * invstd;
-        grad_beta[c] = sum as f32;
-        grad_gamma[c] = (dot * invstd) as f32;
+        grads.beta[c] = sum as f32;
+        grads.gamma[c] = (dot * invstd) as f32;
         // NOTE: expanding xhat, grad_input = gain * d - gain * invstd^2 * dot / m * (x - mean)
         // - gain * sum / m: one multiply-add chain per element.
         coefficients.push(ChannelAffine {
@@ -275,7 +278,7 @@ pub fn batch_norm_backward_train(
         grad_output,
         input,
         &coefficients,
-        grad_input,
+        grads.input,
         #[inline(always)]
         |k, d, x| k.grad_scale * d + k.scale * centered(x, k.center) + k.shift,
     );
@@ -284,63 +287,44 @@ pub fn batch_norm_backward_train(
 /// Backward of [`batch_norm_forward_eval`], the running statistics being constants. With
 /// `invstd = 1 / sqrt(running_var[c] + eps)` and sums over `(n, p)`:
 /// `grad_input = grad_output * gamma[c] * invstd`, `grad_beta[c] = sum grad_output`,
-/// `grad_gamma[c] = sum grad_output * (x - running_mean[c]) * invstd`.
+/// `grad_gamma[c] = sum grad_output * (x - running_mean[c]) * invstd`. `params.beta` does
+/// not enter the gradients.
 ///
-/// `input`, `grad_output` and `grad_input` are `[batch, channels, plane]`; the per-channel
-/// slices have `channels` elements. All three gradients are overwritten.
+/// `input`, `grad_output` and `grads.input` are `[batch, channels, plane]`; the per-channel
+/// slices have `channels` elements.
 ///
 /// # Panics
 /// If a slice length differs from the geometry's.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward_eval(
     g: &BatchNormGeometry,
     input: &[f32],
     grad_output: &[f32],
-    gamma: &[f32],
+    params: BatchNormParams<'_>,
     running_mean: &[f32],
     running_var: &[f32],
-    eps: f32,
-    grad_input: &mut [f32],
-    grad_gamma: &mut [f32],
-    grad_beta: &mut [f32],
+    grads: BatchNormGradients<'_>,
 ) {
-    assert_eq!(
-        input.len(),
-        g.input_len(),
-        "batch_norm_backward_eval: input length"
-    );
-    assert_eq!(
-        grad_output.len(),
-        g.input_len(),
-        "batch_norm_backward_eval: grad_output length"
-    );
-    assert_eq!(
-        grad_input.len(),
-        g.input_len(),
-        "batch_norm_backward_eval: grad_input length"
-    );
-    assert_channel_lens(
-        "batch_norm_backward_eval",
+    let op = "batch_norm_backward_eval";
+    check_lengths(
+        op,
         g,
-        [gamma, running_mean, running_var, grad_gamma, grad_beta],
+        [("input", input.len()), ("grad_output", grad_output.len())],
+        [
+            ("gamma", params.gamma.len()),
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+        ],
     );
-    let means: Vec<(f32, f32)> = running_mean.iter().map(|&m| (m, 0.0)).collect();
-    let sums = channel_sums(
-        g,
-        grad_output,
-        input,
-        &means,
-        #[inline(always)]
-        |mean, d, x| [d, d * centered(x, mean)],
-    );
+    grads.check(op, g);
+    let sums = gradient_sums(g, grad_output, input, running_mean);
     let mut coefficients = Vec::with_capacity(g.channels);
     for c in 0..g.channels {
         let [sum, dot] = sums[c];
-        let invstd = 1.0 / (f64::from(running_var[c]) + f64::from(eps)).sqrt();
-        grad_beta[c] = sum as f32;
-        grad_gamma[c] = (dot * invstd) as f32;
+        let invstd = eval_invstd(running_var[c], params.eps);
+        grads.beta[c] = sum as f32;
+        grads.gamma[c] = (dot * invstd) as f32;
         coefficients.push(ChannelAffine {
-            grad_scale: (f64::from(gamma[c]) * invstd) as f32,
+            grad_scale: (f64::from(params.gamma[c]) * invstd) as f32,
             ..ChannelAffine::default()
         });
     }
@@ -349,10 +333,70 @@ pub fn batch_norm_backward_eval(
         grad_output,
         grad_output,
         &coefficients,
-        grad_input,
+        grads.input,
         #[inline(always)]
         |k, d, _| k.grad_scale * d,
     );
+}
+
+/// `1 / sqrt(running_var + eps)`, the evaluation mode's inverse standard deviation.
+fn eval_invstd(running_var: f32, eps: f32) -> f64 {
+    1.0 / (f64::from(running_var) + f64::from(eps)).sqrt()
+}
+
+/// `output[n, c, p] = (input[n, c, p] - center[c]) * scale[c] + shift[c]`, the forwards'
+/// affine pass.
+fn normalise(
+    g: &BatchNormGeometry,
+    input: &[f32],
+    coefficients: &[ChannelAffine],
+    output: &mut [f32],
+) {
+    map_channels(
+        g,
+        input,
+        input,
+        coefficients,
+        output,
+        #[inline(always)]
+        |k, x, _| centered(x, k.center) * k.scale + k.shift,
+    );
+}
+
+/// Per channel, the sums over `(n, p)` of `grad_output` and of
+/// `grad_output * (input - means[c])`, which both backwards take their gradients from.
+fn gradient_sums(
+    g: &BatchNormGeometry,
+    grad_output: &[f32],
+    input: &[f32],
+    means: &[f32],
+) -> Vec<[f64; 2]> {
+    let centers: Vec<(f32, f32)> = means.iter().map(|&m| (m, 0.0)).collect();
+    channel_sums(
+        g,
+        grad_output,
+        input,
+        &centers,
+        #[inline(always)]
+        |mean, d, x| [d, d * centered(x, mean)],
+    )
+}
+
+/// Asserts that every `data` slice of kernel `op` has the geometry's `input_len()` elements
+/// and every `per_channel` one `channels`.
+#[track_caller]
+fn check_lengths<const D: usize, const C: usize>(
+    op: &str,
+    g: &BatchNormGeometry,
+    data: [(&str, usize); D],
+    per_channel: [(&str, usize); C],
+) {
+    for (name, len) in data {
+        assert_eq!(len, g.input_len(), "{op}: {name} length");
+    }
+    for (name, len) in per_channel {
+        assert_eq!(len, g.channels, "{op}: {name} length");
+    }
 }
 
 /// Per-channel coefficients of the elementwise passes, each of which uses some of
@@ -381,12 +425,6 @@ fn centered(x: f32, (hi, lo): (f32, f32)) -> f32 {
 fn split_f64(value: f64) -> (f32, f32) {
     let hi = value as f32;
     (hi, (value - f64::from(hi)) as f32)
-}
-
-fn assert_channel_lens<const N: usize>(op: &str, g: &BatchNormGeometry, slices: [&[f32]; N]) {
-    for (i, s) in slices.iter().enumerate() {
-        assert_eq!(s.len(), g.channels, "{op}: per-channel argument {i} length");
-    }
 }
 
 /// Per channel `c`, the `K` sums over all `(n, p)` of

@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use rotor_kernels::activation as act;
-use rotor_kernels::elementwise::PARALLEL_THRESHOLD;
+use rotor_kernels::elementwise::{ChannelShape, PARALLEL_THRESHOLD};
 use rotor_kernels::reference::activation as reference;
 
 /// Sizes 0..=20, odd larger ones, and sizes on both sides of the parallel threshold.
@@ -261,10 +261,19 @@ impl Problem {
             grad_y: uniform(n, seed + 2, -1.0, 1.0),
         }
     }
+
+    fn channel_shape(&self) -> ChannelShape {
+        let (batch, channels, plane) = self.shape;
+        ChannelShape {
+            batch,
+            channels,
+            plane,
+        }
+    }
 }
 
-type RotatedForward = fn(usize, usize, usize, &[f32], &[f32], &mut [f32]);
-type RotatedBackward = fn(usize, usize, usize, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+type RotatedForward = fn(&ChannelShape, &[f32], &[f32], &mut [f32]);
+type RotatedBackward = fn(&ChannelShape, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
 
 /// Runs a rotated forward and backward, outputs NaN-prefilled: `(y, grad_x, grad_slope)`.
 fn run_rotated(
@@ -272,15 +281,13 @@ fn run_rotated(
     backward: RotatedBackward,
     p: &Problem,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (batch, channels, plane) = p.shape;
+    let shape = p.channel_shape();
     let mut y = vec![f32::NAN; p.x.len()];
-    forward(batch, channels, plane, &p.x, &p.slope, &mut y);
+    forward(&shape, &p.x, &p.slope, &mut y);
     let mut grad_x = vec![f32::NAN; p.x.len()];
-    let mut grad_slope = vec![f32::NAN; channels];
+    let mut grad_slope = vec![f32::NAN; shape.channels];
     backward(
-        batch,
-        channels,
-        plane,
+        &shape,
         &p.x,
         &p.slope,
         &p.grad_y,
@@ -362,7 +369,12 @@ fn rotated_relu_takes_subgradient_zero_at_zero() {
     let x = [0.0, -0.0, 1.0, -1.0];
     let mut grad_x = [f32::NAN; 4];
     let mut grad_slope = [f32::NAN; 1];
-    act::rotated_relu_backward(1, 1, 4, &x, &[2.0], &[1.0; 4], &mut grad_x, &mut grad_slope);
+    let shape = ChannelShape {
+        batch: 1,
+        channels: 1,
+        plane: 4,
+    };
+    act::rotated_relu_backward(&shape, &x, &[2.0], &[1.0; 4], &mut grad_x, &mut grad_slope);
     assert_eq!(bits(&grad_x), bits(&[0.0, 0.0, 2.0, 0.0]));
     assert_eq!(grad_slope, [1.0]);
 }
@@ -534,11 +546,11 @@ fn reference_relu_and_gelu_backward_match_finite_differences() {
 /// Central differences of the loss of a rotated forward, in every `x` and every slope,
 /// against the reference backward.
 fn check_rotated_gradient(forward: RotatedForward, backward: RotatedBackward, p: &Problem) {
-    let (batch, channels, plane) = p.shape;
+    let shape = p.channel_shape();
     let (_, grad_x, grad_slope) = run_rotated(forward, backward, p);
     let run = |x: &[f32], slope: &[f32]| {
         let mut y = vec![0.0; x.len()];
-        forward(batch, channels, plane, x, slope, &mut y);
+        forward(&shape, x, slope, &mut y);
         loss(&y, &p.grad_y)
     };
     let h = 1e-2;
@@ -560,7 +572,7 @@ fn check_rotated_gradient(forward: RotatedForward, backward: RotatedBackward, p:
     }
     // The loss is linear in a slope, so a wide step is exact up to rounding.
     let h = 0.25;
-    for c in 0..channels {
+    for c in 0..shape.channels {
         let mut slope = p.slope.clone();
         slope[c] = p.slope[c] + h;
         let up = run(&p.x, &slope);
@@ -601,7 +613,12 @@ fn reference_rotated_backward_matches_finite_differences() {
 )]
 fn rotated_relu_backward_rejects_a_short_slope_gradient() {
     let (x, mut grad_x, mut grad_slope) = ([0.0; 6], [0.0; 6], [0.0; 2]);
-    act::rotated_relu_backward(2, 3, 1, &x, &[1.0; 3], &x, &mut grad_x, &mut grad_slope);
+    let shape = ChannelShape {
+        batch: 2,
+        channels: 3,
+        plane: 1,
+    };
+    act::rotated_relu_backward(&shape, &x, &[1.0; 3], &x, &mut grad_x, &mut grad_slope);
 }
 
 #[test]
@@ -609,5 +626,10 @@ fn rotated_relu_backward_rejects_a_short_slope_gradient() {
     expected = "rotated_gelu_forward: y has 5 elements, expected batch 2 x channels 3 x plane 1 = 6"
 )]
 fn rotated_gelu_forward_rejects_a_short_output() {
-    act::rotated_gelu_forward(2, 3, 1, &[0.0; 6], &[1.0; 3], &mut [0.0; 5]);
+    let shape = ChannelShape {
+        batch: 2,
+        channels: 3,
+        plane: 1,
+    };
+    act::rotated_gelu_forward(&shape, &[0.0; 6], &[1.0; 3], &mut [0.0; 5]);
 }

@@ -12,10 +12,12 @@ mod common;
 use common::Fixture;
 use rotor_kernels::activation;
 use rotor_kernels::conv::{self, Conv2dGeometry, Conv2dGradients};
-use rotor_kernels::elementwise;
+use rotor_kernels::elementwise::{self, ChannelShape};
 use rotor_kernels::gemm::{self, MatrixView, MatrixViewMut};
 use rotor_kernels::loss;
-use rotor_kernels::norm::{self, BatchNormGeometry};
+use rotor_kernels::norm::{
+    self, BatchNormGeometry, BatchNormGradients, BatchNormParams, RunningStatsUpdate,
+};
 use rotor_kernels::pool::{self, Pool2dGeometry};
 
 /// Fixture ops that the training code checks, not the kernels.
@@ -289,6 +291,52 @@ fn norm_geometry(f: &Fixture) -> BatchNormGeometry {
     }
 }
 
+/// A fixture's `gamma`, `beta` and `eps`.
+struct NormParams {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+impl NormParams {
+    fn load(f: &Fixture) -> Self {
+        NormParams {
+            gamma: f.f32s("gamma"),
+            beta: f.f32s("beta"),
+            eps: f.meta_f32("eps"),
+        }
+    }
+
+    fn as_params(&self) -> BatchNormParams<'_> {
+        BatchNormParams {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            eps: self.eps,
+        }
+    }
+}
+
+/// Runs a batch-norm backward on the fixture's input and output gradient into NaN-filled
+/// buffers and checks the three gradients.
+fn check_batch_norm_gradients(
+    f: &Fixture,
+    backward: impl FnOnce(&BatchNormGeometry, &[f32], &[f32], BatchNormGradients<'_>),
+) {
+    let g = norm_geometry(f);
+    let mut gi = nan(len_of(f, "input"));
+    let mut gg = nan(g.channels);
+    let mut gb = nan(g.channels);
+    let grads = BatchNormGradients {
+        input: &mut gi,
+        gamma: &mut gg,
+        beta: &mut gb,
+    };
+    backward(&g, &f.f32s("input"), &f.f32s("grad_output"), grads);
+    f.check("grad_input", &gi);
+    f.check("grad_gamma", &gg);
+    f.check("grad_beta", &gb);
+}
+
 fn check_batch_norm_train_forward(name: &str) {
     let f = Fixture::load(name);
     let g = norm_geometry(&f);
@@ -300,12 +348,12 @@ fn check_batch_norm_train_forward(name: &str) {
     norm::batch_norm_forward_train(
         &g,
         &f.f32s("input"),
-        &f.f32s("gamma"),
-        &f.f32s("beta"),
-        f.meta_f32("eps"),
-        f.meta_f32("momentum"),
-        &mut running_mean,
-        &mut running_var,
+        NormParams::load(&f).as_params(),
+        RunningStatsUpdate {
+            mean: &mut running_mean,
+            var: &mut running_var,
+            momentum: f.meta_f32("momentum"),
+        },
         &mut output,
         &mut save_mean,
         &mut save_invstd,
@@ -319,38 +367,28 @@ fn check_batch_norm_train_forward(name: &str) {
 
 fn check_batch_norm_train_backward(name: &str) {
     let f = Fixture::load(name);
-    let g = norm_geometry(&f);
-    let mut gi = nan(len_of(&f, "input"));
-    let mut gg = nan(g.channels);
-    let mut gb = nan(g.channels);
-    norm::batch_norm_backward_train(
-        &g,
-        &f.f32s("input"),
-        &f.f32s("grad_output"),
-        &f.f32s("gamma"),
-        &f.f32s("save_mean"),
-        &f.f32s("save_invstd"),
-        &mut gi,
-        &mut gg,
-        &mut gb,
-    );
-    f.check("grad_input", &gi);
-    f.check("grad_gamma", &gg);
-    f.check("grad_beta", &gb);
+    check_batch_norm_gradients(&f, |g, input, grad_output, grads| {
+        norm::batch_norm_backward_train(
+            g,
+            input,
+            grad_output,
+            &f.f32s("gamma"),
+            &f.f32s("save_mean"),
+            &f.f32s("save_invstd"),
+            grads,
+        );
+    });
 }
 
 fn check_batch_norm_eval_forward(name: &str) {
     let f = Fixture::load(name);
-    let g = norm_geometry(&f);
     let mut output = nan(len_of(&f, "input"));
     norm::batch_norm_forward_eval(
-        &g,
+        &norm_geometry(&f),
         &f.f32s("input"),
-        &f.f32s("gamma"),
-        &f.f32s("beta"),
+        NormParams::load(&f).as_params(),
         &f.f32s("running_mean"),
         &f.f32s("running_var"),
-        f.meta_f32("eps"),
         &mut output,
     );
     f.check("output", &output);
@@ -358,95 +396,76 @@ fn check_batch_norm_eval_forward(name: &str) {
 
 fn check_batch_norm_eval_backward(name: &str) {
     let f = Fixture::load(name);
-    let g = norm_geometry(&f);
-    let mut gi = nan(len_of(&f, "input"));
-    let mut gg = nan(g.channels);
-    let mut gb = nan(g.channels);
-    norm::batch_norm_backward_eval(
-        &g,
-        &f.f32s("input"),
-        &f.f32s("grad_output"),
-        &f.f32s("gamma"),
-        &f.f32s("running_mean"),
-        &f.f32s("running_var"),
-        f.meta_f32("eps"),
-        &mut gi,
-        &mut gg,
-        &mut gb,
-    );
-    f.check("grad_input", &gi);
-    f.check("grad_gamma", &gg);
-    f.check("grad_beta", &gb);
+    check_batch_norm_gradients(&f, |g, input, grad_output, grads| {
+        norm::batch_norm_backward_eval(
+            g,
+            input,
+            grad_output,
+            NormParams::load(&f).as_params(),
+            &f.f32s("running_mean"),
+            &f.f32s("running_var"),
+            grads,
+        );
+    });
 }
 
 // -- activations --------------------------------------------------------------------------
 
-fn check_rotated_relu_forward(name: &str) {
-    let f = Fixture::load(name);
-    let (batch, channels, plane) = channel_layout(&f, "input");
-    let mut y = nan(len_of(&f, "input"));
-    activation::rotated_relu_forward(
+type RotatedForward = fn(&ChannelShape, &[f32], &[f32], &mut [f32]);
+type RotatedBackward = fn(&ChannelShape, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+
+fn channel_shape(f: &Fixture) -> ChannelShape {
+    let (batch, channels, plane) = channel_layout(f, "input");
+    ChannelShape {
         batch,
         channels,
         plane,
+    }
+}
+
+fn check_rotated_forward(name: &str, forward: RotatedForward) {
+    let f = Fixture::load(name);
+    let mut y = nan(len_of(&f, "input"));
+    forward(
+        &channel_shape(&f),
         &f.f32s("input"),
         &f.f32s("slope"),
         &mut y,
     );
     f.check("output", &y);
+}
+
+fn check_rotated_backward(name: &str, backward: RotatedBackward) {
+    let f = Fixture::load(name);
+    let shape = channel_shape(&f);
+    let mut gx = nan(len_of(&f, "input"));
+    let mut gs = nan(shape.channels);
+    backward(
+        &shape,
+        &f.f32s("input"),
+        &f.f32s("slope"),
+        &f.f32s("grad_output"),
+        &mut gx,
+        &mut gs,
+    );
+    f.check("grad_input", &gx);
+    f.check("grad_slope", &gs);
+}
+
+fn check_rotated_relu_forward(name: &str) {
+    check_rotated_forward(name, activation::rotated_relu_forward);
 }
 
 fn check_rotated_relu_backward(name: &str) {
-    let f = Fixture::load(name);
-    let (batch, channels, plane) = channel_layout(&f, "input");
-    let mut gx = nan(len_of(&f, "input"));
-    let mut gs = nan(channels);
-    activation::rotated_relu_backward(
-        batch,
-        channels,
-        plane,
-        &f.f32s("input"),
-        &f.f32s("slope"),
-        &f.f32s("grad_output"),
-        &mut gx,
-        &mut gs,
-    );
-    f.check("grad_input", &gx);
-    f.check("grad_slope", &gs);
+    check_rotated_backward(name, activation::rotated_relu_backward);
 }
 
 fn check_rotated_gelu_forward(name: &str) {
-    let f = Fixture::load(name);
-    let (batch, channels, plane) = channel_layout(&f, "input");
-    let mut y = nan(len_of(&f, "input"));
-    activation::rotated_gelu_forward(
-        batch,
-        channels,
-        plane,
-        &f.f32s("input"),
-        &f.f32s("slope"),
-        &mut y,
-    );
-    f.check("output", &y);
+    check_rotated_forward(name, activation::rotated_gelu_forward);
 }
 
 fn check_rotated_gelu_backward(name: &str) {
-    let f = Fixture::load(name);
-    let (batch, channels, plane) = channel_layout(&f, "input");
-    let mut gx = nan(len_of(&f, "input"));
-    let mut gs = nan(channels);
-    activation::rotated_gelu_backward(
-        batch,
-        channels,
-        plane,
-        &f.f32s("input"),
-        &f.f32s("slope"),
-        &f.f32s("grad_output"),
-        &mut gx,
-        &mut gs,
-    );
-    f.check("grad_input", &gx);
-    f.check("grad_slope", &gs);
+    check_rotated_backward(name, activation::rotated_gelu_backward);
 }
 
 fn check_gelu_forward(name: &str) {

@@ -2,7 +2,9 @@
 //! finite differences of their forwards.
 
 use proptest::prelude::*;
-use rotor_kernels::norm::{self, BatchNormGeometry};
+use rotor_kernels::norm::{
+    self, BatchNormGeometry, BatchNormGradients, BatchNormParams, RunningStatsUpdate,
+};
 use rotor_kernels::reference::norm as reference;
 
 const EPS: f32 = 1e-5;
@@ -66,18 +68,23 @@ impl Case {
     }
 }
 
+/// The layer parameters `gamma` and `beta` with the tests' `eps`.
+fn params<'a>(gamma: &'a [f32], beta: &'a [f32]) -> BatchNormParams<'a> {
+    BatchNormParams {
+        gamma,
+        beta,
+        eps: EPS,
+    }
+}
+
 /// Outputs of the training forward: output, save_mean, save_invstd, running_mean, running_var.
 type TrainOutputs = [Vec<f32>; 5];
 
 type TrainForward = fn(
     &BatchNormGeometry,
     &[f32],
-    &[f32],
-    &[f32],
-    f32,
-    f32,
-    &mut [f32],
-    &mut [f32],
+    BatchNormParams<'_>,
+    RunningStatsUpdate<'_>,
     &mut [f32],
     &mut [f32],
     &mut [f32],
@@ -97,12 +104,12 @@ fn run_train(
     forward(
         &case.g,
         input,
-        gamma,
-        beta,
-        EPS,
-        MOMENTUM,
-        &mut running_mean,
-        &mut running_var,
+        params(gamma, beta),
+        RunningStatsUpdate {
+            mean: &mut running_mean,
+            var: &mut running_var,
+            momentum: MOMENTUM,
+        },
         &mut output,
         &mut save_mean,
         &mut save_invstd,
@@ -120,14 +127,56 @@ fn run_eval(case: &Case, input: &[f32], gamma: &[f32], beta: &[f32], fast: bool)
     forward(
         &case.g,
         input,
-        gamma,
-        beta,
+        params(gamma, beta),
         &case.running_mean,
         &case.running_var,
-        EPS,
         &mut output,
     );
     output
+}
+
+type TrainBackward =
+    fn(&BatchNormGeometry, &[f32], &[f32], &[f32], &[f32], &[f32], BatchNormGradients<'_>);
+
+type EvalBackward = fn(
+    &BatchNormGeometry,
+    &[f32],
+    &[f32],
+    BatchNormParams<'_>,
+    &[f32],
+    &[f32],
+    BatchNormGradients<'_>,
+);
+
+/// The gradients `[input, gamma, beta]` that `backward` writes into NaN-filled buffers.
+fn run_backward(case: &Case, backward: impl FnOnce(BatchNormGradients<'_>)) -> [Vec<f32>; 3] {
+    let (n, c) = (case.g.input_len(), case.g.channels);
+    let (mut input, mut gamma, mut beta) =
+        (vec![f32::NAN; n], vec![f32::NAN; c], vec![f32::NAN; c]);
+    backward(BatchNormGradients {
+        input: &mut input,
+        gamma: &mut gamma,
+        beta: &mut beta,
+    });
+    [input, gamma, beta]
+}
+
+/// An evaluation backward of the case's input and running statistics.
+fn run_eval_backward(
+    backward: EvalBackward,
+    case: &Case,
+    grad_output: &[f32],
+    grads: BatchNormGradients<'_>,
+) {
+    backward(
+        &case.g,
+        &case.input,
+        grad_output,
+        params(&case.gamma, &case.beta),
+        &case.running_mean,
+        &case.running_var,
+        grads,
+    );
 }
 
 /// Training forward and backward of the kernels against the references; `tol` bounds the
@@ -161,29 +210,23 @@ fn check_train(case: &Case, tol: f32) {
         assert_close(&fast[i], &slow[i], tol, what);
     }
 
-    let (n, c) = (case.g.input_len(), case.g.channels);
-    let mut fast_grads = [vec![f32::NAN; n], vec![f32::NAN; c], vec![f32::NAN; c]];
-    let mut slow_grads = [vec![0.0; n], vec![0.0; c], vec![0.0; c]];
-    for (grads, backward) in [
-        (
-            &mut fast_grads,
-            norm::batch_norm_backward_train as fn(&_, &_, &_, &_, &_, &_, &mut _, &mut _, &mut _),
-        ),
-        (&mut slow_grads, reference::batch_norm_backward_train),
-    ] {
-        let [gi, gg, gb] = grads;
-        backward(
-            &case.g,
-            &case.input,
-            &case.grad_output,
-            &case.gamma,
-            &slow[1],
-            &slow[2],
-            gi,
-            gg,
-            gb,
-        );
-    }
+    let backwards = [
+        norm::batch_norm_backward_train as TrainBackward,
+        reference::batch_norm_backward_train,
+    ];
+    let [fast_grads, slow_grads] = backwards.map(|backward| {
+        run_backward(case, |grads| {
+            backward(
+                &case.g,
+                &case.input,
+                &case.grad_output,
+                &case.gamma,
+                &slow[1],
+                &slow[2],
+                grads,
+            );
+        })
+    });
     let scale = tol * (case.g.batch * case.g.plane) as f32;
     assert_close(&fast_grads[0], &slow_grads[0], tol, "grad_input");
     assert_close(&fast_grads[1], &slow_grads[1], scale, "grad_gamma");
@@ -195,30 +238,15 @@ fn check_eval(case: &Case) {
     let slow = run_eval(case, &case.input, &case.gamma, &case.beta, false);
     assert_close(&fast, &slow, 1e-5, "eval output");
 
-    let (n, c) = (case.g.input_len(), case.g.channels);
-    let mut fast_grads = [vec![f32::NAN; n], vec![f32::NAN; c], vec![f32::NAN; c]];
-    let mut slow_grads = [vec![0.0; n], vec![0.0; c], vec![0.0; c]];
-    for (grads, backward) in [
-        (
-            &mut fast_grads,
-            norm::batch_norm_backward_eval as fn(&_, &_, &_, &_, &_, &_, _, &mut _, &mut _, &mut _),
-        ),
-        (&mut slow_grads, reference::batch_norm_backward_eval),
-    ] {
-        let [gi, gg, gb] = grads;
-        backward(
-            &case.g,
-            &case.input,
-            &case.grad_output,
-            &case.gamma,
-            &case.running_mean,
-            &case.running_var,
-            EPS,
-            gi,
-            gg,
-            gb,
-        );
-    }
+    let backwards = [
+        norm::batch_norm_backward_eval as EvalBackward,
+        reference::batch_norm_backward_eval,
+    ];
+    let [fast_grads, slow_grads] = backwards.map(|backward| {
+        run_backward(case, |grads| {
+            run_eval_backward(backward, case, &case.grad_output, grads)
+        })
+    });
     let scale = 1e-6 * (case.g.batch * case.g.plane) as f32;
     assert_close(&fast_grads[0], &slow_grads[0], 1e-6, "eval grad_input");
     assert_close(&fast_grads[1], &slow_grads[1], scale, "eval grad_gamma");
@@ -380,6 +408,27 @@ fn weighted_sum(out: &[f32], weights: &[f32]) -> f64 {
         .sum()
 }
 
+/// The gradients `[input, gamma, beta]` against central differences of the loss
+/// `forward(input, gamma, beta)` in each of the case's values: for the input with the
+/// `(step, tolerance)` given, for gamma and beta with `(1e-2, 1e-3)`.
+fn check_against_differences(
+    case: &Case,
+    [grad_input, grad_gamma, grad_beta]: &[Vec<f32>; 3],
+    (step, tolerance): (f32, f64),
+    forward: impl Fn(&[f32], &[f32], &[f32]) -> f64,
+) {
+    let (input, gamma, beta) = (&case.input, &case.gamma, &case.beta);
+    check_finite_differences(input, grad_input, step, tolerance, "grad_input", |x| {
+        forward(x, gamma, beta)
+    });
+    check_finite_differences(gamma, grad_gamma, 1e-2, 1e-3, "grad_gamma", |g| {
+        forward(input, g, beta)
+    });
+    check_finite_differences(beta, grad_beta, 1e-2, 1e-3, "grad_beta", |b| {
+        forward(input, gamma, b)
+    });
+}
+
 /// The reference training backward against central differences of the reference training
 /// forward, for the input, gamma and beta, with the loss `sum(output * grad_output)`.
 fn check_train_gradients(case: &Case) -> Result<(), TestCaseError> {
@@ -398,29 +447,18 @@ fn check_train_gradients(case: &Case) -> Result<(), TestCaseError> {
     // NOTE: the output bends on the scale of each channel's spread; keep the step well
     // below it so the differences measure the slope, not the curvature.
     prop_assume!(save_invstd.iter().all(|&s| s <= 10.0));
-    let (n, c) = (case.g.input_len(), case.g.channels);
-    let (mut gi, mut gg, mut gb) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
-    reference::batch_norm_backward_train(
-        &case.g,
-        &case.input,
-        w,
-        &case.gamma,
-        &save_mean,
-        &save_invstd,
-        &mut gi,
-        &mut gg,
-        &mut gb,
-    );
-    let (input, gamma, beta) = (&case.input, &case.gamma, &case.beta);
-    check_finite_differences(input, &gi, 1e-3, 5e-3, "grad_input", |x| {
-        forward(x, gamma, beta)
+    let grads = run_backward(case, |grads| {
+        reference::batch_norm_backward_train(
+            &case.g,
+            &case.input,
+            w,
+            &case.gamma,
+            &save_mean,
+            &save_invstd,
+            grads,
+        );
     });
-    check_finite_differences(gamma, &gg, 1e-2, 1e-3, "grad_gamma", |g| {
-        forward(input, g, beta)
-    });
-    check_finite_differences(beta, &gb, 1e-2, 1e-3, "grad_beta", |b| {
-        forward(input, gamma, b)
-    });
+    check_against_differences(case, &grads, (1e-3, 5e-3), forward);
     Ok(())
 }
 
@@ -430,30 +468,10 @@ fn check_eval_gradients(case: &Case) {
     let forward = |x: &[f32], gamma: &[f32], beta: &[f32]| {
         weighted_sum(&run_eval(case, x, gamma, beta, false), w)
     };
-    let (n, c) = (case.g.input_len(), case.g.channels);
-    let (mut gi, mut gg, mut gb) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
-    reference::batch_norm_backward_eval(
-        &case.g,
-        &case.input,
-        w,
-        &case.gamma,
-        &case.running_mean,
-        &case.running_var,
-        EPS,
-        &mut gi,
-        &mut gg,
-        &mut gb,
-    );
-    let (input, gamma, beta) = (&case.input, &case.gamma, &case.beta);
-    check_finite_differences(input, &gi, 1e-2, 1e-3, "grad_input", |x| {
-        forward(x, gamma, beta)
+    let grads = run_backward(case, |grads| {
+        run_eval_backward(reference::batch_norm_backward_eval, case, w, grads);
     });
-    check_finite_differences(gamma, &gg, 1e-2, 1e-3, "grad_gamma", |g| {
-        forward(input, g, beta)
-    });
-    check_finite_differences(beta, &gb, 1e-2, 1e-3, "grad_beta", |b| {
-        forward(input, gamma, b)
-    });
+    check_against_differences(case, &grads, (1e-2, 1e-3), forward);
 }
 
 proptest! {

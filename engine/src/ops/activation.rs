@@ -1,14 +1,15 @@
 //! The rotated activations: a learnable slope per channel on ReLU and GELU.
 
 use rotor_kernels::activation;
+use rotor_kernels::elementwise::ChannelShape;
 
 use super::channels::channel_layout;
 use crate::autograd::record;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-type PerChannelForward = fn(usize, usize, usize, &[f32], &[f32], &mut [f32]);
-type PerChannelBackward = fn(usize, usize, usize, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+type PerChannelForward = fn(&ChannelShape, &[f32], &[f32], &mut [f32]);
+type PerChannelBackward = fn(&ChannelShape, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
 
 fn rotated(
     op: &'static str,
@@ -17,9 +18,14 @@ fn rotated(
     forward: PerChannelForward,
     backward: PerChannelBackward,
 ) -> Result<Tensor> {
-    let (n, c, p) = channel_layout(op, x, &[slope])?;
+    let (batch, channels, plane) = channel_layout(op, x, &[slope])?;
+    let shape = ChannelShape {
+        batch,
+        channels,
+        plane,
+    };
     let mut out = vec![0.0; x.numel()];
-    forward(n, c, p, x.as_slice(), slope.as_slice(), &mut out);
+    forward(&shape, x.as_slice(), slope.as_slice(), &mut out);
     Ok(record(
         op,
         x.shape().to_vec(),
@@ -27,9 +33,9 @@ fn rotated(
         &[x, slope],
         move |ctx, g| {
             let mut gx = vec![0.0; g.len()];
-            let mut gs = vec![0.0; c];
+            let mut gs = vec![0.0; channels];
             let (x, s) = (ctx.inputs[0].as_slice(), ctx.inputs[1].as_slice());
-            backward(n, c, p, x, s, g, &mut gx, &mut gs);
+            backward(&shape, x, s, g, &mut gx, &mut gs);
             vec![ctx.wants(0).then_some(gx), ctx.wants(1).then_some(gs)]
         },
     ))

@@ -1,9 +1,11 @@
 //! Batch normalisation over the channels of `[N, C, ...]` tensors.
 
-use rotor_kernels::norm::{self, BatchNormGeometry};
+use rotor_kernels::norm::{
+    self, BatchNormGeometry, BatchNormGradients, BatchNormParams, RunningStatsUpdate,
+};
 
 use super::channels::channel_layout;
-use crate::autograd::record;
+use crate::autograd::{BackwardContext, record};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -26,15 +28,62 @@ impl RunningStats {
     }
 }
 
-fn check_stats(op: &'static str, x: &Tensor, stats: &RunningStats, c: usize) -> Result<()> {
-    if stats.mean.len() != c || stats.var.len() != c {
+/// The geometry of a batch norm of `x` over its channels, once the parameters and the
+/// running statistics are checked to have one value per channel.
+fn geometry(
+    op: &'static str,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stats: &RunningStats,
+) -> Result<BatchNormGeometry> {
+    let (batch, channels, plane) = channel_layout(op, x, &[gamma, beta])?;
+    if stats.mean.len() != channels || stats.var.len() != channels {
         return Err(Error::shape(
             op,
             &[x.shape(), &[stats.mean.len()], &[stats.var.len()]],
-            format!("the running statistics must have {c} channels"),
+            format!("the running statistics must have {channels} channels"),
         ));
     }
-    Ok(())
+    Ok(BatchNormGeometry {
+        batch,
+        channels,
+        plane,
+    })
+}
+
+/// Records a batch norm of `inputs = [x, gamma, beta]` with output `out`, whose
+/// `backward(ctx, grad, grads)` writes the gradients of all three into fresh buffers; the
+/// wanted ones are kept.
+fn record_batch_norm(
+    op: &'static str,
+    inputs: [&Tensor; 3],
+    g: BatchNormGeometry,
+    out: Vec<f32>,
+    backward: impl Fn(&BackwardContext<'_>, &[f32], BatchNormGradients<'_>) + Send + Sync + 'static,
+) -> Tensor {
+    record(
+        op,
+        inputs[0].shape().to_vec(),
+        out,
+        &inputs,
+        move |ctx, grad| {
+            let mut input = vec![0.0; g.input_len()];
+            let mut gamma = vec![0.0; g.channels];
+            let mut beta = vec![0.0; g.channels];
+            let grads = BatchNormGradients {
+                input: &mut input,
+                gamma: &mut gamma,
+                beta: &mut beta,
+            };
+            backward(ctx, grad, grads);
+            vec![
+                ctx.wants(0).then_some(input),
+                ctx.wants(1).then_some(gamma),
+                ctx.wants(2).then_some(beta),
+            ]
+        },
+    )
 }
 
 impl Tensor {
@@ -55,62 +104,42 @@ impl Tensor {
         eps: f32,
     ) -> Result<Tensor> {
         let op = "batch_norm_train";
-        let (batch, channels, plane) = channel_layout(op, self, &[gamma, beta])?;
-        check_stats(op, self, stats, channels)?;
-        if batch * plane < 2 {
+        let g = geometry(op, self, gamma, beta, stats)?;
+        if g.batch * g.plane < 2 {
             return Err(Error::shape(
                 op,
                 &[self.shape()],
                 "training needs more than one value per channel",
             ));
         }
-        let g = BatchNormGeometry {
-            batch,
-            channels,
-            plane,
-        };
         let mut out = vec![0.0; self.numel()];
-        let mut mean = vec![0.0; channels];
-        let mut invstd = vec![0.0; channels];
+        let mut mean = vec![0.0; g.channels];
+        let mut invstd = vec![0.0; g.channels];
         norm::batch_norm_forward_train(
             &g,
             self.as_slice(),
-            gamma.as_slice(),
-            beta.as_slice(),
-            eps,
-            momentum,
-            &mut stats.mean,
-            &mut stats.var,
+            BatchNormParams {
+                gamma: gamma.as_slice(),
+                beta: beta.as_slice(),
+                eps,
+            },
+            RunningStatsUpdate {
+                mean: &mut stats.mean,
+                var: &mut stats.var,
+                momentum,
+            },
             &mut out,
             &mut mean,
             &mut invstd,
         );
-        let inputs = [self, gamma, beta];
-        Ok(record(
+        Ok(record_batch_norm(
             op,
-            self.shape().to_vec(),
+            [self, gamma, beta],
+            g,
             out,
-            &inputs,
-            move |ctx, grad| {
-                let mut gx = vec![0.0; grad.len()];
-                let mut gg = vec![0.0; channels];
-                let mut gb = vec![0.0; channels];
-                norm::batch_norm_backward_train(
-                    &g,
-                    ctx.inputs[0].as_slice(),
-                    grad,
-                    ctx.inputs[1].as_slice(),
-                    &mean,
-                    &invstd,
-                    &mut gx,
-                    &mut gg,
-                    &mut gb,
-                );
-                vec![
-                    ctx.wants(0).then_some(gx),
-                    ctx.wants(1).then_some(gg),
-                    ctx.wants(2).then_some(gb),
-                ]
+            move |ctx, grad, grads| {
+                let (x, gamma) = (ctx.inputs[0].as_slice(), ctx.inputs[1].as_slice());
+                norm::batch_norm_backward_train(&g, x, grad, gamma, &mean, &invstd, grads);
             },
         ))
     }
@@ -129,52 +158,34 @@ impl Tensor {
         eps: f32,
     ) -> Result<Tensor> {
         let op = "batch_norm_eval";
-        let (batch, channels, plane) = channel_layout(op, self, &[gamma, beta])?;
-        check_stats(op, self, stats, channels)?;
-        let g = BatchNormGeometry {
-            batch,
-            channels,
-            plane,
-        };
+        let g = geometry(op, self, gamma, beta, stats)?;
         let mut out = vec![0.0; self.numel()];
         norm::batch_norm_forward_eval(
             &g,
             self.as_slice(),
-            gamma.as_slice(),
-            beta.as_slice(),
+            BatchNormParams {
+                gamma: gamma.as_slice(),
+                beta: beta.as_slice(),
+                eps,
+            },
             &stats.mean,
             &stats.var,
-            eps,
             &mut out,
         );
         let stats = stats.clone();
-        let inputs = [self, gamma, beta];
-        Ok(record(
+        Ok(record_batch_norm(
             op,
-            self.shape().to_vec(),
+            [self, gamma, beta],
+            g,
             out,
-            &inputs,
-            move |ctx, grad| {
-                let mut gx = vec![0.0; grad.len()];
-                let mut gg = vec![0.0; channels];
-                let mut gb = vec![0.0; channels];
-                norm::batch_norm_backward_eval(
-                    &g,
-                    ctx.inputs[0].as_slice(),
-                    grad,
-                    ctx.inputs[1].as_slice(),
-                    &stats.mean,
-                    &stats.var,
+            move |ctx, grad, grads| {
+                let params = BatchNormParams {
+                    gamma: ctx.inputs[1].as_slice(),
+                    beta: ctx.inputs[2].as_slice(),
                     eps,
-                    &mut gx,
-                    &mut gg,
-                    &mut gb,
-                );
-                vec![
-                    ctx.wants(0).then_some(gx),
-                    ctx.wants(1).then_some(gg),
-                    ctx.wants(2).then_some(gb),
-                ]
+                };
+                let x = ctx.inputs[0].as_slice();
+                norm::batch_norm_backward_eval(&g, x, grad, params, &stats.mean, &stats.var, grads);
             },
         ))
     }

@@ -13,57 +13,14 @@ use super::gelu::{gelu, gelu_and_derivative};
 use super::{pass_where_positive, relu};
 use crate::elementwise::{ChannelShape, map_reduce_channels};
 
-/// Asserts the lengths of a rotated forward's slices.
-#[track_caller]
-fn check_forward(op: &str, shape: ChannelShape, x: &[f32], slope: &[f32], y: &[f32]) {
-    shape.check(op, "x", x.len());
-    shape.check(op, "y", y.len());
-    shape.check_channels(op, "slope", slope.len());
-}
-
-/// Asserts the lengths of a rotated backward's slices.
-#[track_caller]
-fn check_backward(
-    op: &str,
-    shape: ChannelShape,
-    [x, slope, grad_y, grad_x, grad_slope]: [&[f32]; 5],
-) {
-    shape.check(op, "x", x.len());
-    shape.check(op, "grad_y", grad_y.len());
-    shape.check(op, "grad_x", grad_x.len());
-    shape.check_channels(op, "slope", slope.len());
-    shape.check_channels(op, "grad_slope", grad_slope.len());
-}
-
 /// Rotated ReLU: `y[n, c, p] = slope[c] * max(0, x[n, c, p])`, `y` overwritten.
 ///
 /// `x` and `y` are `[batch, channels, plane]`, `slope` has `channels` elements.
 ///
 /// # Panics
 /// If a slice length differs from the shape's.
-pub fn rotated_relu_forward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
-    x: &[f32],
-    slope: &[f32],
-    y: &mut [f32],
-) {
-    let shape = ChannelShape {
-        batch,
-        channels,
-        plane,
-    };
-    check_forward("rotated_relu_forward", shape, x, slope, y);
-    map_reduce_channels(
-        shape,
-        [x],
-        Some(slope),
-        [y],
-        None,
-        #[inline(always)]
-        |[x], s| ([s * relu(x)], 0.0),
-    );
+pub fn rotated_relu_forward(shape: &ChannelShape, x: &[f32], slope: &[f32], y: &mut [f32]) {
+    rotated_forward("rotated_relu_forward", shape, x, slope, y, relu);
 }
 
 /// Rotated ReLU backward, fused into one pass over `x` and `grad_y`:
@@ -77,32 +34,22 @@ pub fn rotated_relu_forward(
 ///
 /// # Panics
 /// If a slice length differs from the shape's.
-#[allow(clippy::too_many_arguments)]
 pub fn rotated_relu_backward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
+    shape: &ChannelShape,
     x: &[f32],
     slope: &[f32],
     grad_y: &[f32],
     grad_x: &mut [f32],
     grad_slope: &mut [f32],
 ) {
-    let shape = ChannelShape {
-        batch,
-        channels,
-        plane,
-    };
-    let op = "rotated_relu_backward";
-    check_backward(op, shape, [x, slope, grad_y, grad_x, grad_slope]);
-    map_reduce_channels(
+    rotated_backward(
+        "rotated_relu_backward",
         shape,
-        [x, grad_y],
-        Some(slope),
-        [grad_x],
-        Some(grad_slope),
+        [x, slope, grad_y],
+        grad_x,
+        grad_slope,
         #[inline(always)]
-        |[x, g], s| ([pass_where_positive(x, s * g)], relu(x) * g),
+        |x, s, g| (pass_where_positive(x, s * g), relu(x) * g),
     );
 }
 
@@ -113,29 +60,8 @@ pub fn rotated_relu_backward(
 ///
 /// # Panics
 /// If a slice length differs from the shape's.
-pub fn rotated_gelu_forward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
-    x: &[f32],
-    slope: &[f32],
-    y: &mut [f32],
-) {
-    let shape = ChannelShape {
-        batch,
-        channels,
-        plane,
-    };
-    check_forward("rotated_gelu_forward", shape, x, slope, y);
-    map_reduce_channels(
-        shape,
-        [x],
-        Some(slope),
-        [y],
-        None,
-        #[inline(always)]
-        |[x], s| ([s * gelu(x)], 0.0),
-    );
+pub fn rotated_gelu_forward(shape: &ChannelShape, x: &[f32], slope: &[f32], y: &mut [f32]) {
+    rotated_forward("rotated_gelu_forward", shape, x, slope, y, gelu);
 }
 
 /// Rotated GELU backward, fused into one pass over `x` and `grad_y`:
@@ -149,34 +75,80 @@ pub fn rotated_gelu_forward(
 ///
 /// # Panics
 /// If a slice length differs from the shape's.
-#[allow(clippy::too_many_arguments)]
 pub fn rotated_gelu_backward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
+    shape: &ChannelShape,
     x: &[f32],
     slope: &[f32],
     grad_y: &[f32],
     grad_x: &mut [f32],
     grad_slope: &mut [f32],
 ) {
-    let shape = ChannelShape {
-        batch,
-        channels,
-        plane,
-    };
-    let op = "rotated_gelu_backward";
-    check_backward(op, shape, [x, slope, grad_y, grad_x, grad_slope]);
-    map_reduce_channels(
+    rotated_backward(
+        "rotated_gelu_backward",
         shape,
+        [x, slope, grad_y],
+        grad_x,
+        grad_slope,
+        #[inline(always)]
+        |x, s, g| {
+            let (value, derivative) = gelu_and_derivative(x);
+            (s * derivative * g, value * g)
+        },
+    );
+}
+
+/// The rotated forward of kernel `op`: checks the lengths, then `y = slope[c] * f(x)`.
+#[inline(always)]
+#[track_caller]
+fn rotated_forward(
+    op: &str,
+    shape: &ChannelShape,
+    x: &[f32],
+    slope: &[f32],
+    y: &mut [f32],
+    f: impl Fn(f32) -> f32 + Sync,
+) {
+    shape.check(op, "x", x.len());
+    shape.check(op, "y", y.len());
+    shape.check_channels(op, "slope", slope.len());
+    map_reduce_channels(
+        *shape,
+        [x],
+        Some(slope),
+        [y],
+        None,
+        #[inline(always)]
+        |[x], s| ([s * f(x)], 0.0),
+    );
+}
+
+/// The fused rotated backward of kernel `op`: checks the lengths, then for every element
+/// `(grad_x, term) = f(x, slope[c], grad_y)` and `grad_slope[c] = sum over (n, p) of term`.
+#[inline(always)]
+#[track_caller]
+fn rotated_backward(
+    op: &str,
+    shape: &ChannelShape,
+    [x, slope, grad_y]: [&[f32]; 3],
+    grad_x: &mut [f32],
+    grad_slope: &mut [f32],
+    f: impl Fn(f32, f32, f32) -> (f32, f32) + Sync,
+) {
+    shape.check(op, "x", x.len());
+    shape.check(op, "grad_y", grad_y.len());
+    shape.check(op, "grad_x", grad_x.len());
+    shape.check_channels(op, "slope", slope.len());
+    shape.check_channels(op, "grad_slope", grad_slope.len());
+    map_reduce_channels(
+        *shape,
         [x, grad_y],
         Some(slope),
         [grad_x],
         Some(grad_slope),
         #[inline(always)]
         |[x, g], s| {
-            let (value, derivative) = gelu_and_derivative(x);
-            ([s * derivative * g], value * g)
+            let (grad, term) = f(x, s, g);
+            ([grad], term)
         },
     );
 }

@@ -7,11 +7,15 @@ use super::lanes::{gather, map_sum, window};
 use super::tasks::{items_per_task, run_tasks};
 use crate::tuning::memory_bound::SMALL_PLANE;
 
-/// The sizes of a `[batch, channels, plane]` array.
+/// The sizes of a `[batch, channels, plane]` array: NCHW data with `plane = H * W`, or an
+/// `[N, C]` matrix with `plane = 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ChannelShape {
+pub struct ChannelShape {
+    /// Images (or rows) in the batch.
     pub batch: usize,
+    /// Channels of each image, one per-channel parameter each.
     pub channels: usize,
+    /// Elements of one channel of one image: `H * W`, or 1 for a matrix.
     pub plane: usize,
 }
 

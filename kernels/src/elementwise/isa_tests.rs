@@ -7,9 +7,10 @@
 //! values (NaN, infinities, signed zeros, denormals, huge values), whose outputs are only
 //! compared across sets.
 
+use super::ChannelShape;
 use super::PARALLEL_THRESHOLD;
 use super::tasks::testing::with_isa;
-use crate::norm::BatchNormGeometry;
+use crate::norm::{BatchNormGeometry, BatchNormGradients, BatchNormParams, RunningStatsUpdate};
 use crate::pool::Pool2dGeometry;
 use crate::simd::Isa;
 use crate::{activation, elementwise, loss, norm, pool, reference};
@@ -317,8 +318,13 @@ fn channel_kernels(outputs: &mut Outputs) {
         assert_close(&got_c, &want_c, sum_tol, &format!("dot_channels {what}"));
         outputs.floats("dot_channels", &got_c);
 
-        type Forward = fn(usize, usize, usize, &[f32], &[f32], &mut [f32]);
-        type Backward = fn(usize, usize, usize, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+        type Forward = fn(&ChannelShape, &[f32], &[f32], &mut [f32]);
+        type Backward = fn(&ChannelShape, &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+        let shape = ChannelShape {
+            batch,
+            channels,
+            plane,
+        };
         let rotated: [(&str, Forward, Forward, Backward, Backward, f32); 2] = [
             (
                 "rotated_relu",
@@ -338,21 +344,12 @@ fn channel_kernels(outputs: &mut Outputs) {
             ),
         ];
         for (name, forward, ref_forward, backward, ref_backward, tol) in rotated {
-            forward(batch, channels, plane, &x, &slope, &mut got);
-            ref_forward(batch, channels, plane, &x, &slope, &mut want);
+            forward(&shape, &x, &slope, &mut got);
+            ref_forward(&shape, &x, &slope, &mut want);
             assert_close(&got, &want, tol, &format!("{name} forward {what}"));
             outputs.floats(name, &got);
-            backward(batch, channels, plane, &x, &slope, &g, &mut got, &mut got_c);
-            ref_backward(
-                batch,
-                channels,
-                plane,
-                &x,
-                &slope,
-                &g,
-                &mut want,
-                &mut want_c,
-            );
+            backward(&shape, &x, &slope, &g, &mut got, &mut got_c);
+            ref_backward(&shape, &x, &slope, &g, &mut want, &mut want_c);
             assert_close(&got, &want, tol, &format!("{name} backward {what}"));
             assert_close(
                 &got_c,
@@ -364,9 +361,7 @@ fn channel_kernels(outputs: &mut Outputs) {
             outputs.floats(name, &got_c);
         }
         let s = specials(len, 8);
-        activation::rotated_gelu_backward(
-            batch, channels, plane, &s, &slope, &g, &mut got, &mut got_c,
-        );
+        activation::rotated_gelu_backward(&shape, &s, &slope, &g, &mut got, &mut got_c);
         outputs.floats("rotated_gelu special", &got);
         outputs.floats("rotated_gelu special", &got_c);
     }
@@ -477,34 +472,41 @@ fn norm_kernels(outputs: &mut Outputs) {
         let d = uniform(len, 13, -1.0, 1.0);
         let gamma = uniform(channels, 14, 0.5, 1.5);
         let beta = uniform(channels, 15, -0.5, 0.5);
+        let params = BatchNormParams {
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+        };
         let per_channel = |seed| (vec![0.5; channels], uniform(channels, seed, 0.5, 1.5));
         let ((mut mean, mut var), (mut want_mean, mut want_var)) =
             (per_channel(16), per_channel(16));
         let (mut out, mut want) = (vec![f32::NAN; len], vec![0.0; len]);
         let (mut save_mean, mut save_invstd) = (vec![0.0; channels], vec![0.0; channels]);
         let (mut want_save_mean, mut want_save_invstd) = (vec![0.0; channels], vec![0.0; channels]);
+        let running = RunningStatsUpdate {
+            mean: &mut mean,
+            var: &mut var,
+            momentum: 0.1,
+        };
         norm::batch_norm_forward_train(
             &geometry,
             &x,
-            &gamma,
-            &beta,
-            1e-5,
-            0.1,
-            &mut mean,
-            &mut var,
+            params,
+            running,
             &mut out,
             &mut save_mean,
             &mut save_invstd,
         );
+        let want_running = RunningStatsUpdate {
+            mean: &mut want_mean,
+            var: &mut want_var,
+            momentum: 0.1,
+        };
         reference::norm::batch_norm_forward_train(
             &geometry,
             &x,
-            &gamma,
-            &beta,
-            1e-5,
-            0.1,
-            &mut want_mean,
-            &mut want_var,
+            params,
+            want_running,
             &mut want,
             &mut want_save_mean,
             &mut want_save_invstd,
@@ -528,17 +530,17 @@ fn norm_kernels(outputs: &mut Outputs) {
         let (mut gi, mut want_gi) = (vec![f32::NAN; len], vec![0.0; len]);
         let (mut gg, mut gb) = (vec![0.0; channels], vec![0.0; channels]);
         let (mut want_gg, mut want_gb) = (vec![0.0; channels], vec![0.0; channels]);
-        norm::batch_norm_backward_train(
-            &geometry,
-            &x,
-            &d,
-            &gamma,
-            &save_mean,
-            &save_invstd,
-            &mut gi,
-            &mut gg,
-            &mut gb,
-        );
+        let grads = BatchNormGradients {
+            input: &mut gi,
+            gamma: &mut gg,
+            beta: &mut gb,
+        };
+        norm::batch_norm_backward_train(&geometry, &x, &d, &gamma, &save_mean, &save_invstd, grads);
+        let want_grads = BatchNormGradients {
+            input: &mut want_gi,
+            gamma: &mut want_gg,
+            beta: &mut want_gb,
+        };
         reference::norm::batch_norm_backward_train(
             &geometry,
             &x,
@@ -546,9 +548,7 @@ fn norm_kernels(outputs: &mut Outputs) {
             &gamma,
             &save_mean,
             &save_invstd,
-            &mut want_gi,
-            &mut want_gg,
-            &mut want_gb,
+            want_grads,
         );
         assert_close(
             &gi,
@@ -560,10 +560,8 @@ fn norm_kernels(outputs: &mut Outputs) {
             outputs.floats("batch_norm train backward", values);
         }
 
-        norm::batch_norm_forward_eval(&geometry, &x, &gamma, &beta, &mean, &var, 1e-5, &mut out);
-        reference::norm::batch_norm_forward_eval(
-            &geometry, &x, &gamma, &beta, &mean, &var, 1e-5, &mut want,
-        );
+        norm::batch_norm_forward_eval(&geometry, &x, params, &mean, &var, &mut out);
+        reference::norm::batch_norm_forward_eval(&geometry, &x, params, &mean, &var, &mut want);
         assert_close(
             &out,
             &want,
@@ -571,9 +569,12 @@ fn norm_kernels(outputs: &mut Outputs) {
             &format!("batch_norm_forward_eval {what}"),
         );
         outputs.floats("batch_norm eval", &out);
-        norm::batch_norm_backward_eval(
-            &geometry, &x, &d, &gamma, &mean, &var, 1e-5, &mut gi, &mut gg, &mut gb,
-        );
+        let grads = BatchNormGradients {
+            input: &mut gi,
+            gamma: &mut gg,
+            beta: &mut gb,
+        };
+        norm::batch_norm_backward_eval(&geometry, &x, &d, params, &mean, &var, grads);
         outputs.floats("batch_norm eval backward", &gi);
         outputs.floats("batch_norm eval backward", &gg);
     }

@@ -6,6 +6,8 @@
 
 use std::f32::consts::FRAC_1_SQRT_2;
 
+use crate::elementwise::ChannelShape;
+
 /// `1 / sqrt(2 pi)`.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
@@ -74,15 +76,8 @@ pub fn gelu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) {
 ///
 /// # Panics
 /// If a slice length does not match the shape.
-pub fn rotated_relu_forward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
-    x: &[f32],
-    slope: &[f32],
-    y: &mut [f32],
-) {
-    rotated_forward(batch, channels, plane, x, slope, y, relu);
+pub fn rotated_relu_forward(shape: &ChannelShape, x: &[f32], slope: &[f32], y: &mut [f32]) {
+    rotated_forward(shape, x, slope, y, relu);
 }
 
 /// `grad_x[n, c, p] = slope[c] * grad_y[n, c, p]` if `x[n, c, p] > 0`, else 0;
@@ -90,18 +85,14 @@ pub fn rotated_relu_forward(
 ///
 /// # Panics
 /// If a slice length does not match the shape.
-#[allow(clippy::too_many_arguments)]
 pub fn rotated_relu_backward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
+    shape: &ChannelShape,
     x: &[f32],
     slope: &[f32],
     grad_y: &[f32],
     grad_x: &mut [f32],
     grad_slope: &mut [f32],
 ) {
-    let shape = [batch, channels, plane];
     rotated_backward(shape, x, slope, grad_y, grad_x, grad_slope, |x, s, g| {
         (relu(x), if x > 0.0 { s * g } else { 0.0 })
     });
@@ -111,15 +102,8 @@ pub fn rotated_relu_backward(
 ///
 /// # Panics
 /// If a slice length does not match the shape.
-pub fn rotated_gelu_forward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
-    x: &[f32],
-    slope: &[f32],
-    y: &mut [f32],
-) {
-    rotated_forward(batch, channels, plane, x, slope, y, gelu);
+pub fn rotated_gelu_forward(shape: &ChannelShape, x: &[f32], slope: &[f32], y: &mut [f32]) {
+    rotated_forward(shape, x, slope, y, gelu);
 }
 
 /// `grad_x[n, c, p] = slope[c] * gelu'(x) * grad_y`;
@@ -127,32 +111,31 @@ pub fn rotated_gelu_forward(
 ///
 /// # Panics
 /// If a slice length does not match the shape.
-#[allow(clippy::too_many_arguments)]
 pub fn rotated_gelu_backward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
+    shape: &ChannelShape,
     x: &[f32],
     slope: &[f32],
     grad_y: &[f32],
     grad_x: &mut [f32],
     grad_slope: &mut [f32],
 ) {
-    let shape = [batch, channels, plane];
     rotated_backward(shape, x, slope, grad_y, grad_x, grad_slope, |x, s, g| {
         (gelu(x), s * gelu_derivative(x) * g)
     });
 }
 
 fn rotated_forward(
-    batch: usize,
-    channels: usize,
-    plane: usize,
+    shape: &ChannelShape,
     x: &[f32],
     slope: &[f32],
     y: &mut [f32],
     f: impl Fn(f32) -> f32,
 ) {
+    let ChannelShape {
+        batch,
+        channels,
+        plane,
+    } = *shape;
     assert_eq!(x.len(), batch * channels * plane, "x length");
     assert_eq!(y.len(), batch * channels * plane, "y length");
     assert_eq!(slope.len(), channels, "slope length");
@@ -168,7 +151,7 @@ fn rotated_forward(
 
 /// `f(x, slope, grad_y)` gives the activation's value and that element's `grad_x`.
 fn rotated_backward(
-    [batch, channels, plane]: [usize; 3],
+    shape: &ChannelShape,
     x: &[f32],
     slope: &[f32],
     grad_y: &[f32],
@@ -176,6 +159,11 @@ fn rotated_backward(
     grad_slope: &mut [f32],
     f: impl Fn(f32, f32, f32) -> (f32, f32),
 ) {
+    let ChannelShape {
+        batch,
+        channels,
+        plane,
+    } = *shape;
     let len = batch * channels * plane;
     assert_eq!(x.len(), len, "x length");
     assert_eq!(grad_y.len(), len, "grad_y length");

@@ -4,7 +4,8 @@
 use rotor_kernels::activation::{
     gelu_forward, relu_forward, rotated_gelu_forward, rotated_relu_forward,
 };
-use rotor_kernels::norm::{BatchNormGeometry, batch_norm_forward_eval};
+use rotor_kernels::elementwise::ChannelShape;
+use rotor_kernels::norm::{BatchNormGeometry, BatchNormParams, batch_norm_forward_eval};
 use rotor_kernels::pool::{
     Pool2dGeometry, avg_pool2d_forward, global_avg_pool2d_forward, max_pool2d_forward,
 };
@@ -118,10 +119,12 @@ impl Step {
             Step::Relu => relu_forward(input, output),
             Step::Gelu => gelu_forward(input, output),
             Step::RotatedRelu { slope, plane } => {
-                rotated_relu_forward(batch, slope.len(), *plane, input, slope, output);
+                let shape = channel_shape(batch, slope, *plane);
+                rotated_relu_forward(&shape, input, slope, output);
             }
             Step::RotatedGelu { slope, plane } => {
-                rotated_gelu_forward(batch, slope.len(), *plane, input, slope, output);
+                let shape = channel_shape(batch, slope, *plane);
+                rotated_gelu_forward(&shape, input, slope, output);
             }
             Step::BatchNorm { norm, plane } => {
                 let g = BatchNormGeometry {
@@ -129,16 +132,12 @@ impl Step {
                     channels: norm.gamma.len(),
                     plane: *plane,
                 };
-                batch_norm_forward_eval(
-                    &g,
-                    input,
-                    &norm.gamma,
-                    &norm.beta,
-                    &norm.mean,
-                    &norm.var,
-                    norm.eps,
-                    output,
-                );
+                let params = BatchNormParams {
+                    gamma: &norm.gamma,
+                    beta: &norm.beta,
+                    eps: norm.eps,
+                };
+                batch_norm_forward_eval(&g, input, params, &norm.mean, &norm.var, output);
             }
             Step::MaxPool(geometry) => {
                 let g = Pool2dGeometry { batch, ..*geometry };
@@ -186,5 +185,15 @@ impl Step {
             Step::Linear { layer, .. } => 2 * layer.macs_per_row() as u64,
             _ => 0,
         }
+    }
+}
+
+/// The shape of a batch of `batch` samples of `[channels, plane]`, with one `slope` value
+/// per channel.
+fn channel_shape(batch: usize, slope: &[f32], plane: usize) -> ChannelShape {
+    ChannelShape {
+        batch,
+        channels: slope.len(),
+        plane,
     }
 }
