@@ -133,16 +133,46 @@ impl<const R: usize, const N: usize> Kernel for Compute<'_, '_, R, N> {
         let all = layer.active.outputs.chunks(R).enumerate();
         for (block, outputs) in all.skip(blocks.start).take(blocks.len()) {
             let panel = &layer.packed[block * inner * R..][..inner * R];
-            let activation = layer.activation::<R>(outputs);
-            // SAFETY: forwarded from `compute`'s assertions.
+            let at = (panel.as_ptr(), R, layer.offsets, image.as_ptr());
+            // NOTE: a last block short of `R` filters (64 filters in blocks of 6, or the 32
+            // a half-pruned layer keeps) runs a shorter tile over the first rows of its
+            // panel instead of multiplying zero filters: 2 or 4 rows, so that few tiles are
+            // compiled.
+            // SAFETY (each call): forwarded from `compute`'s assertions; the shorter tiles
+            // read the first rows of the panel and write the first rows of the product.
             unsafe {
-                strips::<V, R, N>(
-                    (panel.as_ptr(), layer.offsets, image.as_ptr()),
-                    columns.clone(),
-                    &activation,
-                    product.as_mut_ptr(),
-                    width,
-                );
+                match outputs.len() {
+                    rows if rows <= 2 && R > 2 => {
+                        let activation = layer.activation::<2>(outputs);
+                        strips::<V, 2, N>(
+                            at,
+                            columns.clone(),
+                            &activation,
+                            product.as_mut_ptr(),
+                            width,
+                        );
+                    }
+                    rows if rows <= 4 && R > 4 => {
+                        let activation = layer.activation::<4>(outputs);
+                        strips::<V, 4, N>(
+                            at,
+                            columns.clone(),
+                            &activation,
+                            product.as_mut_ptr(),
+                            width,
+                        );
+                    }
+                    _ => {
+                        let activation = layer.activation::<R>(outputs);
+                        strips::<V, R, N>(
+                            at,
+                            columns.clone(),
+                            &activation,
+                            product.as_mut_ptr(),
+                            width,
+                        );
+                    }
+                }
             }
             for (r, &o) in outputs.iter().enumerate() {
                 let src = &product[r * width..][..width];
@@ -165,17 +195,18 @@ impl<const R: usize, const N: usize> Kernel for Compute<'_, '_, R, N> {
 ///
 /// # Safety
 /// `image + offsets[k] + p` must be readable for every `k` and `p` in `columns`, `product +
-/// r * ldc + (p - columns.start)` writable for every `r < R`, the panel hold `R` weights per
-/// offset, and the CPU run `V`.
+/// r * ldc + (p - columns.start)` writable for every `r < R`, the panel (`at.0`) hold `R`
+/// weights at the start of every `at.1` (its stride, at least `R`) per offset, and the CPU
+/// run `V`.
 #[inline(always)]
 unsafe fn strips<V: Vector, const R: usize, const N: usize>(
-    at: (*const f32, &[usize], *const f32),
+    at: (*const f32, usize, &[usize], *const f32),
     columns: Range<usize>,
     activation: &RowActivation<R>,
     product: *mut f32,
     ldc: usize,
 ) {
-    let (panel, offsets, image) = at;
+    let (panel, stride, offsets, image) = at;
     let mut p = columns.start;
     while p < columns.end {
         let n = (columns.end - p).min(N * V::LANES);
@@ -186,9 +217,11 @@ unsafe fn strips<V: Vector, const R: usize, const N: usize>(
         // SAFETY: forwarded from the caller.
         unsafe {
             if n == N * V::LANES {
-                strip::<V, R, N, false>((panel, offsets, source), activation, target, ldc, n);
+                let at = (panel, stride, offsets, source);
+                strip::<V, R, N, false>(at, activation, target, ldc, n);
             } else {
-                strip::<V, R, N, true>((panel, offsets, source), activation, target, ldc, n);
+                let at = (panel, stride, offsets, source);
+                strip::<V, R, N, true>(at, activation, target, ldc, n);
             }
         }
         p += n;
@@ -200,10 +233,11 @@ unsafe fn strips<V: Vector, const R: usize, const N: usize>(
 ///
 /// # Safety
 /// `source + offsets[k]` must be readable for `n` floats for every `k`, `target + r * ldc`
-/// writable for `n` floats for every row `r`, and the CPU run `V`.
+/// writable for `n` floats for every row `r`, `panel + k * stride + r` readable for every
+/// `k` and `r`, and the CPU run `V`.
 #[inline(always)]
 unsafe fn strip<V: Vector, const R: usize, const N: usize, const MASKED: bool>(
-    (panel, offsets, source): (*const f32, &[usize], *const f32),
+    (panel, stride, offsets, source): (*const f32, usize, &[usize], *const f32),
     activation: &RowActivation<R>,
     target: *mut f32,
     ldc: usize,
@@ -226,7 +260,7 @@ unsafe fn strip<V: Vector, const R: usize, const N: usize, const MASKED: bool>(
                 };
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let w = V::splat(*panel.add(k * R + r));
+                let w = V::splat(*panel.add(k * stride + r));
                 for v in 0..N {
                     acc[v] = w.mul_add(x[v], acc[v]);
                 }
