@@ -143,35 +143,12 @@ impl<const R: usize, const N: usize> Kernel for Compute<'_, '_, R, N> {
             unsafe {
                 match outputs.len() {
                     rows if rows <= 2 && R > 2 => {
-                        let activation = layer.activation::<2>(outputs);
-                        strips::<V, 2, N>(
-                            at,
-                            columns.clone(),
-                            &activation,
-                            product.as_mut_ptr(),
-                            width,
-                        );
+                        tile_block::<V, 2, N>(layer, outputs, at, columns.clone(), product, width)
                     }
                     rows if rows <= 4 && R > 4 => {
-                        let activation = layer.activation::<4>(outputs);
-                        strips::<V, 4, N>(
-                            at,
-                            columns.clone(),
-                            &activation,
-                            product.as_mut_ptr(),
-                            width,
-                        );
+                        tile_block::<V, 4, N>(layer, outputs, at, columns.clone(), product, width)
                     }
-                    _ => {
-                        let activation = layer.activation::<R>(outputs);
-                        strips::<V, R, N>(
-                            at,
-                            columns.clone(),
-                            &activation,
-                            product.as_mut_ptr(),
-                            width,
-                        );
-                    }
+                    _ => tile_block::<V, R, N>(layer, outputs, at, columns.clone(), product, width),
                 }
             }
             for (r, &o) in outputs.iter().enumerate() {
@@ -188,6 +165,25 @@ impl<const R: usize, const N: usize> Kernel for Compute<'_, '_, R, N> {
             }
         }
     }
+}
+
+/// The filters `outputs` (at most `Q`) over `columns`, `Q x N` tiles, into the first rows of
+/// `product` (rows `width` long).
+///
+/// # Safety
+/// As [`strips`] for `Q` rows.
+#[inline(always)]
+unsafe fn tile_block<V: Vector, const Q: usize, const N: usize>(
+    layer: &Layer<'_>,
+    outputs: &[usize],
+    at: (*const f32, usize, &[usize], *const f32),
+    columns: Range<usize>,
+    product: &mut [f32],
+    width: usize,
+) {
+    let activation = layer.activation::<Q>(outputs);
+    // SAFETY: forwarded from the caller.
+    unsafe { strips::<V, Q, N>(at, columns, &activation, product.as_mut_ptr(), width) }
 }
 
 /// Cuts `columns` into strips of `N` vectors of positions: whole strips with plain loads,
