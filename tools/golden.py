@@ -482,6 +482,43 @@ def cross_entropy():
     case.write()
 
 
+# -- adversarial attacks ------------------------------------------------------------------
+
+
+def input_gradient():
+    batch, classes, eps, low, high = 3, 4, 0.25, -0.5, 2.5
+    case = Case(
+        "input_gradient",
+        "input_gradient",
+        description="loss = cross_entropy(linear(flatten(max_pool2d(slope * relu(conv2d(input, "
+        "conv_weight, conv_bias)), 2)), linear_weight, linear_bias), targets), mean over rows; "
+        "grad_input = d loss / d input; fgsm = clamp(input + epsilon * sign(grad_input), low, high)",
+        batch=batch,
+        classes=classes,
+        epsilon=eps,
+        low=low,
+        high=high,
+    )
+    x = case.uniform(batch, 1, 6, 6, low=low, high=high, grad=True)
+    w = case.randn(3, 1, 3, 3, scale=0.5)
+    b = case.randn(3, scale=0.1)
+    a = case.slopes(3)
+    lw = case.randn(classes, 12, scale=0.5)
+    lb = case.randn(classes, scale=0.1)
+    targets = torch.randint(0, classes, (batch,), generator=case.gen)
+    hidden = a.view(1, 3, 1, 1) * F.relu(F.conv2d(x, w, b))
+    logits = F.linear(F.max_pool2d(hidden, 2).flatten(1), lw, lb)
+    loss = F.cross_entropy(logits, targets, reduction="mean")
+    for key, value in [("input", x), ("conv_weight", w), ("conv_bias", b), ("slope", a),
+                       ("linear_weight", lw), ("linear_bias", lb), ("targets", targets)]:
+        case.input(key, value)
+    case.output("loss", loss)
+    (gx,) = torch.autograd.grad(loss, x)
+    case.output("grad_input", gx)
+    case.output("fgsm", torch.clamp(x + eps * torch.sign(gx), low, high))
+    case.write()
+
+
 # -- optimizers and schedules -------------------------------------------------------------
 
 
@@ -564,6 +601,7 @@ def main():
     softmax("softmax", log=False)
     softmax("log_softmax", log=True)
     cross_entropy()
+    input_gradient()
 
     optim = torch.optim
     optimizer("optim_sgd", optim.SGD, lr=0.1)

@@ -8,9 +8,11 @@
 //! cargo run --release --example mnist_rrelu
 //! cargo run --release --example mnist_rrelu -- --epochs 1 --train-limit 10000
 //! cargo run --release --example mnist_rrelu -- --l1 1e-4 --baselines
+//! cargo run --release --example mnist_rrelu -- --attack fgsm,pgd --baselines
 //! ```
 
 mod pruning;
+mod robustness;
 mod training;
 
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use rotor::nn::report::{PruneReport, RunReport};
 use rotor::nn::{Activation, MnistNet, ModuleExt, ParamKind, Sequential, checkpoint};
 
 use pruning::{Method, Splits, prune_method};
+use robustness::AttackKind;
 use training::{AnyResult, make_optimizer, train};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,6 +117,25 @@ struct Args {
     /// Network Slimming's L1 penalty on the batch-norm scales.
     #[arg(long, default_value_t = 1e-4)]
     slimming_l1: f32,
+    /// Adversarial attacks (untargeted, L-infinity) to measure each network's robust
+    /// accuracy with on the test set, before and after pruning, e.g. `fgsm,pgd`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    attack: Vec<AttackKind>,
+    /// Attack budgets, in pixel units on [0, 1].
+    #[arg(long, value_delimiter = ',', default_values_t = [0.05, 0.1, 0.2, 0.3])]
+    epsilons: Vec<f32>,
+    /// PGD's gradient steps.
+    #[arg(long, default_value_t = 10)]
+    pgd_steps: usize,
+    /// PGD's step size as a fraction of epsilon.
+    #[arg(long, default_value_t = 0.25)]
+    pgd_step: f32,
+    /// Start PGD from the clean images instead of a random point of the epsilon ball.
+    #[arg(long)]
+    pgd_no_random_start: bool,
+    /// Attack only the first N test images (quick runs).
+    #[arg(long)]
+    attack_limit: Option<usize>,
 }
 
 impl Args {
@@ -160,6 +182,14 @@ fn run(args: Args) -> AnyResult<()> {
             args.decay()
         )
         .into());
+    }
+    if let Some(bad) = args
+        .epsilons
+        .iter()
+        .chain([&args.pgd_step])
+        .find(|v| !(v.is_finite() && **v >= 0.0))
+    {
+        return Err(format!("--epsilons and --pgd-step must be finite and >= 0, not {bad}").into());
     }
     let data = load_data(&args)?;
     println!(
@@ -261,6 +291,9 @@ fn run(args: Args) -> AnyResult<()> {
         paths.markdown.display(),
         paths.png.display()
     );
+    if report.has_robustness() {
+        println!("wrote {}", paths.robustness_png.display());
+    }
     println!("finished in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

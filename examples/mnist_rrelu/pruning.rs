@@ -4,7 +4,7 @@
 use rotor::datasets::ImageDataset;
 use rotor::nn::prune::{self, GateKind, PrunePlan, Savings, SweepPoint, ZetaChoice};
 use rotor::nn::report::{Accuracies, GateHistogram, RunReport, Throughput};
-use rotor::nn::{ParamKind, Sequential, checkpoint};
+use rotor::nn::{Module, ParamKind, Sequential, checkpoint};
 
 use crate::Args;
 use crate::training::{AnyResult, evaluate, images_per_second, make_optimizer, progress, train};
@@ -143,6 +143,9 @@ pub fn prune_method(
         None
     };
 
+    let pruned = method.gate.is_some().then_some(&small as &dyn Module);
+    let robustness = crate::robustness::measure_pair(net, pruned, &data.test, args, method.name)?;
+
     let throughput = if method.time_inference {
         // NOTE: the two networks take turns and each keeps its best round, so that a
         // burst of other work on the machine does not count against one of them only;
@@ -184,6 +187,7 @@ pub fn prune_method(
             Vec::new()
         },
         throughput,
+        robustness,
     };
     Ok((report, small))
 }

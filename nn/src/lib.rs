@@ -1,6 +1,7 @@
 //! Rotor's neural-network building blocks: parameters, modules, layers, models,
-//! optimizers, learning-rate schedules and checkpoints.
+//! optimizers, learning-rate schedules, checkpoints, pruning and adversarial attacks.
 
+pub mod adversarial;
 pub mod checkpoint;
 pub mod inference;
 pub mod init;

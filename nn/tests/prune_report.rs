@@ -1,10 +1,11 @@
 //! The pruning report: JSON that parses back with totals equal to the sum of the rows,
-//! Markdown and a PNG written next to a checkpoint.
+//! Markdown and PNGs written next to a checkpoint, with robustness when measured.
 
 use rotor_engine::{SeedableRng, SeededRng};
+use rotor_nn::adversarial::{Attack, Pgd, RobustPoint, Robustness, RobustnessCurve};
 use rotor_nn::prune::{self, GateKind, PrunePlan, Savings, SweepPoint};
 use rotor_nn::report::{
-    Accuracies, GateHistogram, PruneReport, ReportPaths, RunReport, Throughput,
+    Accuracies, GateHistogram, PruneReport, ReportPaths, RobustnessReport, RunReport, Throughput,
 };
 use rotor_nn::{Activation, Layer, MnistNet};
 
@@ -59,6 +60,32 @@ fn run_report() -> RunReport {
             dense_images_per_second: 1000.0,
             compacted_images_per_second: 1500.0,
         }),
+        robustness: None,
+    }
+}
+
+/// Measurements of one network under FGSM and PGD-10 at two budgets.
+fn robustness(clean: f64, robust: [f64; 4]) -> Robustness {
+    let curve = |attack, accuracies: &[f64], seconds| RobustnessCurve {
+        attack,
+        points: [0.1, 0.3]
+            .iter()
+            .zip(accuracies)
+            .map(|(&epsilon, &accuracy)| RobustPoint {
+                epsilon,
+                accuracy,
+                seconds_per_image: seconds,
+            })
+            .collect(),
+    };
+    Robustness {
+        images: 10_000,
+        clean_accuracy: clean,
+        seconds_per_gradient_pass: 1e-4,
+        curves: vec![
+            curve(Attack::Fgsm, &robust[..2], 1.2e-4),
+            curve(Attack::Pgd(Pgd::default()), &robust[2..], 1.05e-3),
+        ],
     }
 }
 
@@ -116,5 +143,54 @@ fn writes_json_markdown_and_png_next_to_the_checkpoint() {
     // The Markdown shows the picture written beside it by its relative name.
     assert!(md.contains("](mnist.report.png)"), "{md}");
     let png = std::fs::read(&paths.png).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(!md.contains("Robustness"), "{md}");
+    assert!(!paths.robustness_png.exists());
+}
+
+#[test]
+fn robustness_is_tabulated_and_drawn_for_each_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("mnist.safetensors");
+    let mut rotated = run_report();
+    rotated.robustness = Some(RobustnessReport {
+        dense: robustness(0.99, [0.9, 0.4, 0.8, 0.05]),
+        pruned: Some(robustness(0.98, [0.85, 0.3, 0.7, 0.01])),
+    });
+    let mut relu = run_report();
+    relu.method = "ReLU".into();
+    relu.robustness = Some(RobustnessReport {
+        dense: robustness(0.97, [0.8, 0.2, 0.6, 0.0]),
+        pruned: None,
+    });
+    let report = PruneReport {
+        model: "MnistNet".into(),
+        dataset: "MNIST".into(),
+        runs: vec![rotated, relu],
+    };
+    assert!(report.has_robustness());
+    let paths = report.write(&checkpoint).unwrap();
+    assert_eq!(
+        PruneReport::from_json(&std::fs::read_to_string(&paths.json).unwrap()).unwrap(),
+        report
+    );
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(
+        md.contains("| method | network | clean | FGSM 0.1 | FGSM 0.3 | PGD-10 0.1 | PGD-10 0.3 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| rotated ReLU | pruned, fine-tuned | 98.00% | 85.00% | 30.00% | 70.00% | 1.00% |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| ReLU | dense | 97.00% | 80.00% | 20.00% | 60.00% | 0.00% |"),
+        "{md}"
+    );
+    assert!(md.contains("FGSM 1.2 / 1.2; PGD-10 10.5 / 10.5"), "{md}");
+    assert!(md.contains("](mnist.robustness.png)"), "{md}");
+    let png = std::fs::read(&paths.robustness_png).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }

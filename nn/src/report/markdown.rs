@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::{PruneReport, RunReport};
+use crate::adversarial::Robustness;
 use crate::prune::SavingsRow;
 
 impl PruneReport {
@@ -35,6 +36,7 @@ impl PruneReport {
                 run.compute_saving_percent(),
             );
         }
+        robustness_section(&mut md, &self.runs);
         for run in &self.runs {
             run_section(&mut md, run);
         }
@@ -42,13 +44,86 @@ impl PruneReport {
     }
 }
 
+/// The table of clean and robust accuracies, a row per method and network, and what the
+/// attacks cost.
+fn robustness_section(md: &mut String, runs: &[RunReport]) {
+    let rows: Vec<(&str, &str, &Robustness)> = runs
+        .iter()
+        .filter_map(|run| Some((run, run.robustness.as_ref()?)))
+        .flat_map(|(run, r)| {
+            let pruned = r.pruned.as_ref().map(|p| {
+                let stage = if run.accuracy.finetuned.is_some() {
+                    "pruned, fine-tuned"
+                } else {
+                    "pruned"
+                };
+                (run.method.as_str(), stage, p)
+            });
+            [Some((run.method.as_str(), "dense", &r.dense)), pruned]
+        })
+        .flatten()
+        .collect();
+    let Some((_, _, first)) = rows.first() else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n## Robustness\n\nAccuracy on {} test images under untargeted L-infinity attacks \
+         (evaluation mode, each image moved by at most epsilon in the data's units, then \
+         clipped to the valid range).\n",
+        first.images
+    );
+    let columns: Vec<String> = first
+        .curves
+        .iter()
+        .flat_map(|c| {
+            c.points
+                .iter()
+                .map(move |p| format!("{} {}", c.attack.name(), p.epsilon))
+        })
+        .collect();
+    let _ = writeln!(md, "| method | network | clean | {} |", columns.join(" | "));
+    let _ = writeln!(md, "|---|---|---:|{}", "---:|".repeat(columns.len()));
+    for (method, stage, r) in &rows {
+        let cells: Vec<String> = r
+            .curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| percent(p.accuracy)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {method} | {stage} | {} | {} |",
+            percent(r.clean_accuracy),
+            cells.join(" | ")
+        );
+    }
+    md.push_str("\nCost per image, in forward and backward passes to the input (one pass measured on the clean images of the same run):\n\n");
+    for (method, stage, r) in &rows {
+        let costs: Vec<String> = r
+            .curves
+            .iter()
+            .map(|c| {
+                let passes: Vec<String> = c
+                    .points
+                    .iter()
+                    .map(|p| format!("{:.1}", r.cost_in_gradient_passes(p)))
+                    .collect();
+                format!("{} {}", c.attack.name(), passes.join(" / "))
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "- {method}, {stage}: one pass {:.3} ms; {}",
+            1e3 * r.seconds_per_gradient_pass,
+            costs.join("; ")
+        );
+    }
+}
+
 /// The Markdown that shows the PNG written next to it and says how to read it (the
 /// picture carries no text, so that drawing it needs no fonts).
 pub(super) fn figure_section(png: &Path) -> String {
-    let name = png.file_name().map_or_else(
-        || png.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = file_name(png);
     format!(
         "\n## Figure\n\n![gate histograms and threshold sweep]({name})\n\n\
          Top panels, one per gate layer: histogram of the gate magnitudes |a_c| (blue), the \
@@ -56,6 +131,19 @@ pub(super) fn figure_section(png: &Path) -> String {
          accuracy against zeta (blue, between the lowest and highest accuracy seen; the \
          unpruned accuracy as a grey line), computation saving (red, 0 to 100%), the chosen \
          zeta (green).\n"
+    )
+}
+
+/// The Markdown that shows the robustness picture.
+pub(super) fn robustness_figure_section(png: &Path) -> String {
+    format!("\n![robust accuracy against epsilon]({})\n", file_name(png))
+}
+
+/// A picture's name as Markdown beside it refers to it.
+fn file_name(png: &Path) -> String {
+    png.file_name().map_or_else(
+        || png.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
     )
 }
 

@@ -6,15 +6,19 @@
 //! next to a checkpoint `model.safetensors`: `model.report.json` (serde),
 //! `model.report.md` (the tables [`PruneReport::to_markdown`] prints) and
 //! `model.report.png` (gate histograms and the threshold sweep, see
-//! [`PruneReport::draw`]).
+//! [`PruneReport::draw`]); and, when a run measured adversarial robustness,
+//! `model.robustness.png` (robust accuracy against epsilon, see
+//! [`PruneReport::draw_robustness`]).
 
 mod markdown;
 mod plot;
+mod robustness;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::adversarial::Robustness;
 use crate::prune::{GateKind, Savings, ZetaChoice};
 
 /// Why a report could not be written.
@@ -98,6 +102,18 @@ pub struct RunReport {
     pub gates: Vec<GateHistogram>,
     /// Dense versus compacted inference speed, if measured.
     pub throughput: Option<Throughput>,
+    /// Accuracy under adversarial attack, if measured.
+    #[serde(default)]
+    pub robustness: Option<RobustnessReport>,
+}
+
+/// One method's accuracy under attack, before and after pruning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RobustnessReport {
+    /// The trained network.
+    pub dense: Robustness,
+    /// The pruned network (fine-tuned, if it was); `None` when nothing was pruned.
+    pub pruned: Option<Robustness>,
 }
 
 impl RunReport {
@@ -132,16 +148,19 @@ pub struct ReportPaths {
     pub markdown: PathBuf,
     /// The picture.
     pub png: PathBuf,
+    /// The robustness picture, written only when a run measured robustness.
+    pub robustness_png: PathBuf,
 }
 
 impl ReportPaths {
     /// The paths next to `checkpoint`: its extension replaced by `report.json`,
-    /// `report.md` and `report.png`.
+    /// `report.md`, `report.png` and `robustness.png`.
     pub fn next_to(checkpoint: &Path) -> Self {
         Self {
             json: checkpoint.with_extension("report.json"),
             markdown: checkpoint.with_extension("report.md"),
             png: checkpoint.with_extension("report.png"),
+            robustness_png: checkpoint.with_extension("robustness.png"),
         }
     }
 }
@@ -163,16 +182,26 @@ impl PruneReport {
         Ok(serde_json::from_str(json)?)
     }
 
+    /// Whether a run measured adversarial robustness.
+    pub fn has_robustness(&self) -> bool {
+        self.runs.iter().any(|r| r.robustness.is_some())
+    }
+
     /// Writes the JSON, Markdown and PNG reports next to `checkpoint` (see
-    /// [`ReportPaths::next_to`]).
+    /// [`ReportPaths::next_to`]; the robustness picture only if
+    /// [`has_robustness`](Self::has_robustness)).
     ///
     /// # Errors
-    /// If a file cannot be written or the picture cannot be drawn.
+    /// If a file cannot be written or a picture cannot be drawn.
     pub fn write(&self, checkpoint: &Path) -> Result<ReportPaths, ReportError> {
         let paths = ReportPaths::next_to(checkpoint);
         write_file(&paths.json, &self.to_json()?)?;
         let mut markdown = self.to_markdown();
         markdown.push_str(&markdown::figure_section(&paths.png));
+        if self.has_robustness() {
+            markdown.push_str(&markdown::robustness_figure_section(&paths.robustness_png));
+            self.draw_robustness(&paths.robustness_png)?;
+        }
         write_file(&paths.markdown, &markdown)?;
         self.draw(&paths.png)?;
         Ok(paths)
