@@ -52,10 +52,7 @@ impl InputDomain {
 
     /// The valid range in the model's units: `[(low - mean) / std, (high - mean) / std]`.
     pub fn model_bounds(&self) -> (f32, f32) {
-        (
-            self.model_value(self.low),
-            self.model_value(self.high),
-        )
+        (self.model_value(self.low), self.model_value(self.high))
     }
 
     /// A distance in the data's units (a budget or a step) in the model's units.
