@@ -43,8 +43,8 @@ pub fn compact(net: Sequential, plan: &PrunePlan) -> Result<Sequential> {
 
 fn compact_sequential(mut seq: Sequential, prefix: &str, plan: &PrunePlan) -> Result<Sequential> {
     let mut out = Sequential::new();
-    // NOTE: `Sequential` hands out its layers by reference only; each is taken out of the
-    // consumed sequence, leaving a parameterless placeholder behind.
+    // NOTE: `Sequential` hands out its layers by reference only, so each is moved out of
+    // the consumed sequence and a parameterless `Flatten` left in its slot.
     for (name, layer) in seq.layers_mut() {
         let path = join_path(prefix, name);
         let layer = mem::replace(layer, Layer::Flatten(Flatten));
