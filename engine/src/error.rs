@@ -28,6 +28,15 @@ pub enum Error {
         /// What is wrong with which argument.
         reason: String,
     },
+    /// An error raised inside a named layer of a network, wrapped with the layer's dotted
+    /// path so that a message says where it happened (`block1.conv2: conv2d: ...`).
+    #[error("{path}: {source}")]
+    InLayer {
+        /// The layer's dotted path from the network's root (`"block1.conv2"`).
+        path: String,
+        /// The error the layer raised.
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -42,6 +51,30 @@ impl Error {
             op,
             operands,
             reason: reason.to_string(),
+        }
+    }
+
+    /// This error as raised inside the layer `name`: the path grows outward, so an error
+    /// wrapped by a nested network's layer `conv2` and then by the outer layer `block1`
+    /// reads `block1.conv2: ...`.
+    pub fn in_layer(self, name: &str) -> Self {
+        match self {
+            Error::InLayer { path, source } => Error::InLayer {
+                path: format!("{name}.{path}"),
+                source,
+            },
+            other => Error::InLayer {
+                path: name.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// The error underneath any layer paths: what the operation itself reported.
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::InLayer { source, .. } => source.root_cause(),
+            other => other,
         }
     }
 

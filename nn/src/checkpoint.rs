@@ -5,6 +5,12 @@
 //! little-endian `F32` tensors with the module's shapes. Any safetensors reader opens it
 //! (for instance Python's `safetensors.numpy.load_file`).
 //!
+//! When the model describes its layers ([`Module::architecture`]: a
+//! [`Sequential`] or a built-in model), the file's metadata also holds that description
+//! (see [`architecture`](crate::architecture)), so that [`Sequential::load`] rebuilds the
+//! network, pruned widths included, from the file alone. Files without it (PyTorch's,
+//! older ones) still load into a model the caller builds, with [`load`].
+//!
 //! Files are written atomically: to a temporary file in the destination's directory, which
 //! is flushed and synced before it is renamed over the destination, so a crash leaves
 //! either the old checkpoint or the new one. Loading checks the whole file against the
@@ -21,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::{Dtype, SafeTensors, View};
 
+use crate::architecture::{Architecture, CustomLayers, METADATA_KEY};
+use crate::layers::Sequential;
 use crate::module::Module;
 
 /// Where a checkpoint's bytes came from or go to, as error messages name it.
@@ -109,6 +117,33 @@ pub enum CheckpointError {
         /// The repeated dotted path.
         name: String,
     },
+    /// The file does not describe its network (written by PyTorch, by an older version,
+    /// or from a module that is not a network of layers), so no network can be built from
+    /// it alone.
+    #[error(
+        "{origin}: the checkpoint does not describe its network's layers; build the model in code and load the tensors into it with checkpoint::load"
+    )]
+    NoArchitecture {
+        /// The file.
+        origin: Origin,
+    },
+    /// The file's description of its network is malformed or cannot be built.
+    #[error("{origin}: the checkpoint's architecture cannot be used: {reason}")]
+    Architecture {
+        /// The file.
+        origin: Origin,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The module's visitors disagree: its mutable visitors reach other tensors than its
+    /// immutable ones report (a broken [`Module`] implementation).
+    #[error("{origin}: the model's visitors disagree: {reason}")]
+    Visitors {
+        /// The file.
+        origin: Origin,
+        /// Which tensor differs.
+        reason: String,
+    },
     /// The safetensors encoder refused the model's tensors.
     #[error("{origin}: cannot encode the checkpoint: {reason}")]
     Encode {
@@ -142,11 +177,8 @@ pub fn save(model: &dyn Module, path: &Path) -> Result<(), CheckpointError> {
 /// [`CheckpointError::Io`] if the file cannot be read; [`CheckpointError::Malformed`] if it
 /// is not a safetensors file; [`CheckpointError::Missing`], [`CheckpointError::Unexpected`],
 /// [`CheckpointError::Dtype`] or [`CheckpointError::Shape`] naming the first tensor that
-/// does not fit the model. On error the model is unchanged.
-///
-/// # Panics
-/// If the module's mutable visitors do not reach the tensors its immutable visitors
-/// report (a broken [`Module`] implementation).
+/// does not fit the model; [`CheckpointError::Visitors`] if the module's mutable visitors
+/// do not reach the tensors its immutable ones report. On error the model is unchanged.
 pub fn load(model: &mut dyn Module, path: &Path) -> Result<(), CheckpointError> {
     let origin = Origin::File(path.to_path_buf());
     let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
@@ -172,11 +204,96 @@ pub fn to_bytes(model: &dyn Module) -> Result<Vec<u8>, CheckpointError> {
 ///
 /// # Errors
 /// As [`load`], less the I/O errors.
-///
-/// # Panics
-/// As [`load`].
 pub fn from_bytes(model: &mut dyn Module, bytes: &[u8]) -> Result<(), CheckpointError> {
     decode_into(model, bytes, &Origin::Bytes)
+}
+
+/// Rebuilds the network saved at `path` from the architecture in its metadata and loads
+/// its tensors: the way to reload a pruned network without knowing its widths. Custom
+/// layers are rebuilt by `custom`.
+///
+/// # Errors
+/// As [`load`]; [`CheckpointError::NoArchitecture`] if the file does not describe its
+/// network, [`CheckpointError::Architecture`] if the description is malformed or names a
+/// custom kind `custom` does not know.
+pub fn load_network(path: &Path, custom: &CustomLayers) -> Result<Sequential, CheckpointError> {
+    let origin = Origin::File(path.to_path_buf());
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+        origin: origin.clone(),
+        source,
+    })?;
+    decode_network(&bytes, custom, &origin)
+}
+
+/// [`load_network`] from a checkpoint's bytes.
+///
+/// # Errors
+/// As [`load_network`], less the I/O errors.
+pub fn network_from_bytes(
+    bytes: &[u8],
+    custom: &CustomLayers,
+) -> Result<Sequential, CheckpointError> {
+    decode_network(bytes, custom, &Origin::Bytes)
+}
+
+fn decode_network(
+    bytes: &[u8],
+    custom: &CustomLayers,
+    origin: &Origin,
+) -> Result<Sequential, CheckpointError> {
+    let malformed = |reason: String| CheckpointError::Malformed {
+        origin: origin.clone(),
+        reason,
+    };
+    let architecture_error = |reason: String| CheckpointError::Architecture {
+        origin: origin.clone(),
+        reason,
+    };
+    check_offsets_within_file(bytes).map_err(malformed)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| malformed(e.to_string()))?;
+    let description = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| CheckpointError::NoArchitecture {
+            origin: origin.clone(),
+        })?;
+    let architecture: Architecture =
+        serde_json::from_str(description).map_err(|e| architecture_error(e.to_string()))?;
+    // NOTE: the description is untrusted: every tensor of its built-in layers must be in
+    // the file with its shape before anything is allocated, so that building the network
+    // never allocates more than the file holds.
+    let file = SafeTensors::deserialize(bytes).map_err(|e| malformed(e.to_string()))?;
+    let mut mismatch = None;
+    let fits = architecture.visit_tensors(&mut |name, shape| {
+        if mismatch.is_some() {
+            return;
+        }
+        mismatch = match file.tensor(name) {
+            Err(_) => Some(CheckpointError::Missing {
+                origin: origin.clone(),
+                name: name.to_string(),
+            }),
+            Ok(view) if view.shape() != shape => Some(CheckpointError::Shape {
+                origin: origin.clone(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: view.shape().to_vec(),
+            }),
+            Ok(_) => None,
+        };
+    });
+    if fits.is_none() {
+        return Err(architecture_error("a layer's size overflows".into()));
+    }
+    if let Some(e) = mismatch {
+        return Err(e);
+    }
+    let mut net = architecture
+        .build(custom)
+        .map_err(|e| architecture_error(e.to_string()))?;
+    decode_into(&mut net, bytes, origin)?;
+    Ok(net)
 }
 
 /// One tensor to write.
@@ -240,7 +357,18 @@ fn encode(model: &dyn Module, origin: &Origin) -> Result<Vec<u8>, CheckpointErro
         });
     }
     let views = entries.iter().map(|(name, entry)| (name.as_str(), entry));
-    safetensors::serialize(views, None).map_err(|e| CheckpointError::Encode {
+    let metadata = match model.architecture() {
+        Some(architecture) => {
+            let json =
+                serde_json::to_string(&architecture).map_err(|e| CheckpointError::Encode {
+                    origin: origin.clone(),
+                    reason: e.to_string(),
+                })?;
+            Some(HashMap::from([(METADATA_KEY.to_string(), json)]))
+        }
+        None => None,
+    };
+    safetensors::serialize(views, metadata).map_err(|e| CheckpointError::Encode {
         origin: origin.clone(),
         reason: e.to_string(),
     })
@@ -323,24 +451,57 @@ fn decode_into(
         });
     }
 
-    let take = |name: &str| -> &[f32] {
-        values.get(name).map(Vec::as_slice).unwrap_or_else(|| {
-            panic!("{name}: reached by a module's mutable visitor but not by its immutable one")
-        })
-    };
+    check_mutable_visitors(model, &values).map_err(|reason| CheckpointError::Visitors {
+        origin: origin.clone(),
+        reason,
+    })?;
     model.visit_params_mut("", &mut |name, param| {
-        let loaded = take(name);
-        param.update(|data| data.copy_from_slice(loaded));
+        param.update(|data| data.copy_from_slice(&values[name]));
     });
     model.visit_buffers_mut("", &mut |name, data| {
-        let loaded = take(name);
-        assert_eq!(
-            data.len(),
-            loaded.len(),
-            "buffer {name}: visitors disagree on its length"
-        );
-        data.copy_from_slice(loaded);
+        data.copy_from_slice(&values[name]);
     });
+    Ok(())
+}
+
+/// Checks, changing nothing, that the mutable visitors reach exactly the tensors in
+/// `values` (which the immutable visitors reported), each with its length.
+fn check_mutable_visitors(
+    model: &mut dyn Module,
+    values: &HashMap<&str, Vec<f32>>,
+) -> Result<(), String> {
+    let mut reached = Vec::new();
+    model.visit_params_mut("", &mut |name, param| {
+        reached.push((name.to_string(), param.tensor().numel()));
+    });
+    model.visit_buffers_mut("", &mut |name, data| {
+        reached.push((name.to_string(), data.len()));
+    });
+    let mut seen = HashSet::new();
+    for (name, len) in &reached {
+        match values.get(name.as_str()) {
+            None => {
+                return Err(format!(
+                    "\"{name}\" is reached by the mutable visitors but not reported by the immutable ones"
+                ));
+            }
+            Some(v) if v.len() != *len => {
+                return Err(format!(
+                    "\"{name}\" holds {len} values but was reported with {}",
+                    v.len()
+                ));
+            }
+            Some(_) if !seen.insert(name.as_str()) => {
+                return Err(format!("\"{name}\" is reached twice"));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(name) = values.keys().find(|name| !seen.contains(**name)) {
+        return Err(format!(
+            "\"{name}\" is reported by the immutable visitors but not reached by the mutable ones"
+        ));
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! optimizers, learning-rate schedules, checkpoints, pruning and adversarial attacks.
 
 pub mod adversarial;
+pub mod architecture;
 pub mod checkpoint;
 pub mod inference;
 pub mod init;
@@ -13,6 +14,7 @@ pub mod optim;
 pub mod param;
 pub mod prune;
 pub mod report;
+pub mod train;
 
 pub use checkpoint::CheckpointError;
 pub use layers::{

@@ -2,6 +2,7 @@
 
 use rotor_engine::{Result, Tensor};
 
+use crate::architecture::Architecture;
 use crate::param::{Param, ParamVisitor, ParamVisitorMut};
 
 /// A visitor over a module's buffers: state that is saved but not learned by gradient
@@ -41,6 +42,14 @@ pub trait Module: Send + Sync {
 
     /// Calls `f` with each buffer, mutably, and its path below `prefix`.
     fn visit_buffers_mut(&mut self, _prefix: &str, _f: &mut BufferVisitorMut<'_>) {}
+
+    /// The module's layers as data, when it is a network of layers the library can
+    /// rebuild ([`Sequential`](crate::Sequential) and the built-in models); a checkpoint
+    /// stores it so that [`Sequential::load`](crate::Sequential::load) needs no code of
+    /// the user's. `None` (the default): the checkpoint holds tensors only.
+    fn architecture(&self) -> Option<Architecture> {
+        None
+    }
 }
 
 /// Conveniences for every module.

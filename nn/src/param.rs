@@ -20,6 +20,9 @@ pub enum ParamKind {
 
 /// A learnable tensor of a module: a gradient-tracking leaf with a role and, optionally, a
 /// mask of elements held fixed.
+///
+/// `Clone` gives a second handle to the same parameter (same gradient identity);
+/// [`Param::duplicate`] gives an independent one.
 #[derive(Clone, Debug)]
 pub struct Param {
     tensor: Tensor,
@@ -45,6 +48,17 @@ impl Param {
     /// The current value without a gradient record (use it in inference forwards).
     pub fn value(&self) -> Tensor {
         self.tensor.detach()
+    }
+
+    /// An independent copy: the same values, role and frozen mask in a new leaf with its
+    /// own gradient identity (a `clone` shares the identity: it is the same parameter).
+    /// The values are shared until either side changes them.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            tensor: self.tensor.detach().requires_grad(),
+            kind: self.kind,
+            frozen: self.frozen.clone(),
+        }
     }
 
     /// The role.

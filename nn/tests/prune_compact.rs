@@ -3,6 +3,8 @@
 
 use rand::Rng;
 use rotor_engine::{SeedableRng, SeededRng, Tensor};
+use rotor_nn::layers::{ChannelFlow, CustomLayer};
+use rotor_nn::param::{ParamVisitor, ParamVisitorMut};
 use rotor_nn::prune::{self, GateKind, PrunePlan};
 use rotor_nn::{
     AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d, Module,
@@ -233,21 +235,122 @@ fn residual_with_projection_and_batch_norm_gates() {
     assert_eq!(plan.layer("conv").unwrap().kept_in, [1, 2, 3, 4]);
 }
 
+/// A ReLU of the user's own, declaring the channel flow it is given.
+#[derive(Clone)]
+struct UserRelu(ChannelFlow);
+
+impl Module for UserRelu {
+    fn forward(&self, x: &Tensor) -> rotor_engine::Result<Tensor> {
+        Ok(x.relu())
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> rotor_engine::Result<Tensor> {
+        Ok(x.relu())
+    }
+
+    fn visit_params(&self, _: &str, _: &mut ParamVisitor<'_>) {}
+
+    fn visit_params_mut(&mut self, _: &str, _: &mut ParamVisitorMut<'_>) {}
+}
+
+impl CustomLayer for UserRelu {
+    fn kind(&self) -> &str {
+        "UserRelu"
+    }
+
+    fn clone_layer(&self) -> Box<dyn CustomLayer> {
+        Box::new(self.clone())
+    }
+
+    fn channel_flow(&self) -> ChannelFlow {
+        self.0
+    }
+}
+
+/// conv1, act1 (channel 1 dead), a custom layer, conv2, act2 (channel 2 dead), conv3.
+fn net_around_custom(flow: ChannelFlow, rng: &mut SeededRng) -> Sequential {
+    Sequential::new()
+        .push("conv1", conv(1, 3, 3, 1, rng))
+        .push("act1", rotated(3, &[1], rng))
+        .push("mine", Layer::custom(UserRelu(flow)))
+        .push("conv2", conv(3, 3, 3, 1, rng))
+        .push("act2", rotated(3, &[2], rng))
+        .push("conv3", conv(3, 2, 3, 1, rng))
+}
+
 #[test]
-fn custom_layers_are_opaque() {
+fn custom_layers_are_opaque_by_default() {
     let mut rng = SeededRng::seed_from_u64(8);
-    let net = Sequential::new()
-        .push("conv1", conv(1, 3, 3, 1, &mut rng))
-        .push("act1", rotated(3, &[1], &mut rng))
-        .push("mine", Layer::Custom(Box::new(Relu)))
-        .push("conv2", conv(3, 3, 3, 1, &mut rng))
-        .push("act2", rotated(3, &[2], &mut rng))
-        .push("conv3", conv(3, 2, 3, 1, &mut rng));
+    let net = net_around_custom(ChannelFlow::Opaque, &mut rng);
     let (small, plan) = check_compaction(net, GateKind::Slope, &[1, 1, 5, 5], &mut rng);
     assert_eq!(plan.layer("conv1").unwrap().kept_out, [0, 1, 2]);
     assert_eq!(plan.layer("conv2").unwrap().kept_in, [0, 1, 2]);
     assert_eq!(plan.layer("conv2").unwrap().kept_out, [0, 1]);
     assert!(matches!(small.layers()[2].1, Layer::Custom(_)));
+}
+
+#[test]
+fn per_channel_custom_layers_let_channels_through() {
+    let mut rng = SeededRng::seed_from_u64(8);
+    let net = net_around_custom(ChannelFlow::PerChannel, &mut rng);
+    let (small, plan) = check_compaction(net, GateKind::Slope, &[1, 1, 5, 5], &mut rng);
+    assert_eq!(plan.layer("conv1").unwrap().kept_out, [0, 2]);
+    assert_eq!(plan.layer("conv2").unwrap().kept_in, [0, 2]);
+    assert_eq!(plan.layer("conv2").unwrap().kept_out, [0, 1]);
+    assert_eq!(small.layers()[2].1.kind(), "UserRelu");
+}
+
+/// A per-channel layer with parameters cannot be compacted: the plan says so.
+#[derive(Clone)]
+struct UserScale(Linear);
+
+impl Module for UserScale {
+    fn forward(&self, x: &Tensor) -> rotor_engine::Result<Tensor> {
+        self.0.forward(x)
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> rotor_engine::Result<Tensor> {
+        self.0.forward_train(x)
+    }
+
+    fn visit_params(&self, prefix: &str, f: &mut ParamVisitor<'_>) {
+        self.0.visit_params(prefix, f);
+    }
+
+    fn visit_params_mut(&mut self, prefix: &str, f: &mut ParamVisitorMut<'_>) {
+        self.0.visit_params_mut(prefix, f);
+    }
+}
+
+impl CustomLayer for UserScale {
+    fn kind(&self) -> &str {
+        "UserScale"
+    }
+
+    fn clone_layer(&self) -> Box<dyn CustomLayer> {
+        Box::new(self.clone())
+    }
+
+    fn channel_flow(&self) -> ChannelFlow {
+        ChannelFlow::PerChannel
+    }
+}
+
+#[test]
+fn a_per_channel_claim_with_parameters_is_an_error() {
+    let mut rng = SeededRng::seed_from_u64(8);
+    let net = Sequential::new()
+        .push("fc", Linear::new(3, 3, true, &mut rng).unwrap())
+        .push(
+            "scale",
+            Layer::custom(UserScale(Linear::new(3, 3, false, &mut rng).unwrap())),
+        );
+    let err = PrunePlan::new(&net, GateKind::Slope, ZETA).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("scale") && message.contains("UserScale"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -3,14 +3,16 @@
 //! pool) fused into the convolution or linear layer's epilogue, and, with a threshold,
 //! channels whose rotated slope is at most the threshold skipped.
 
-use rotor_engine::{Error, Result};
+use std::sync::Arc;
+
+use rotor_engine::{Error, Result, Tensor};
 use rotor_kernels::conv::Conv2dGeometry;
 use rotor_kernels::linear::LinearGeometry;
 use rotor_kernels::pool::Pool2dGeometry;
 
 use super::step::{Fused, Normalization, Step};
 use super::weights::{Channels, ConvWeights, LinearWeights};
-use crate::layers::{BatchNorm2d, Conv2d, Layer, Linear, MaxPool2d, Sequential};
+use crate::layers::{BatchNorm2d, Conv2d, CustomLayer, Layer, Linear, MaxPool2d, Sequential};
 
 const OP: &str = "inference plan";
 
@@ -241,11 +243,39 @@ pub(super) fn compile(
             Layer::Flatten(_) => flow.shape = vec![flow.numel()],
             Layer::Dropout(_) => {}
             Layer::Residual(_) => return Err(invalid(name, "residual blocks are not supported")),
-            Layer::Custom(_) => return Err(invalid(name, "custom layers are not supported")),
+            Layer::Custom(custom) => {
+                steps.push(custom_step(name, custom.as_ref(), &flow)?);
+                if let Some(Step::Custom { output_shape, .. }) = steps.last() {
+                    flow.shape.clone_from(output_shape);
+                }
+                // NOTE: nothing is known of which channels a custom layer keeps zero.
+                flow.live = None;
+            }
             Layer::Sequential(_) => unreachable!("nested sequences are flattened"),
         }
     }
     Ok((steps, flow.shape))
+}
+
+/// A step running the custom layer `layer` on samples of the flow's shape, which it is
+/// tried on once (a zero sample) to learn its output shape.
+fn custom_step(name: &str, layer: &dyn CustomLayer, flow: &Flow) -> Result<Step> {
+    let input_shape = flow.shape.clone();
+    let trial = Tensor::zeros(&[&[1], input_shape.as_slice()].concat())?;
+    let output = layer.forward(&trial).map_err(|e| e.in_layer(name))?;
+    let Some((1, output_shape)) = output.shape().split_first() else {
+        return Err(shape_error(
+            name,
+            output.shape(),
+            "a custom layer must keep the batch dimension",
+        ));
+    };
+    Ok(Step::Custom {
+        name: name.to_string(),
+        layer: Arc::from(layer.clone_layer()),
+        input_shape,
+        output_shape: output_shape.to_vec(),
+    })
 }
 
 /// Elements per channel for a per-channel activation with `channels` slopes.

@@ -24,11 +24,16 @@
 //!
 //! Supported layers: `Conv2d`, `Linear`, `BatchNorm2d`, `Relu`, `Gelu`, `RotatedRelu`,
 //! `RotatedGelu`, `MaxPool2d`, `AvgPool2d`, `GlobalAvgPool`, `Flatten`, `Dropout` (the
-//! identity) and nested `Sequential`s; `Residual` and custom layers are rejected.
+//! identity), nested `Sequential`s, and custom layers (run through their evaluation
+//! forward, on tensors); `Residual` is rejected.
+//!
+//! [`compare_throughput`] times plans against each other on the same batches.
 
 mod compile;
 mod plan;
 mod step;
+mod throughput;
 mod weights;
 
 pub use plan::{InferencePlan, PlanOptions, Workspace};
+pub use throughput::{compare_throughput, images_per_second};

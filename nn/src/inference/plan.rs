@@ -74,8 +74,8 @@ impl InferencePlan {
     /// plan.
     ///
     /// # Errors
-    /// If the model holds a residual block or a custom layer, or a layer's shape does not
-    /// fit its input.
+    /// If the model holds a residual block, or a layer's shape does not fit its input (a
+    /// custom layer is tried once on a zero sample to find its output shape).
     pub fn compile(
         model: &Sequential,
         input_shape: &[usize],
@@ -200,12 +200,18 @@ impl InferencePlan {
                 .chunks(chunk * sample)
                 .zip(outputs.chunks_mut(sample_out))
                 .collect();
+            let failure = Mutex::new(None);
             for_each_task(pieces, |participant, (x, out): (&[f32], &mut [f32])| {
                 let mut lane = lane_slots[participant % lane_slots.len()]
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                self.run_chunk(&mut lane, x, x.len() / sample, out);
+                if let Err(e) = self.run_chunk(&mut lane, x, x.len() / sample, out) {
+                    *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                }
             });
+            if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+                return Err(e);
+            }
         }
         let Lane {
             buffers,
@@ -223,7 +229,7 @@ impl InferencePlan {
                 argmax: &mut *argmax,
             };
             let target = &mut rest[0][..batch * self.lens[i]];
-            self.steps[i].run(batch, source, target, step_scratch);
+            self.steps[i].run(batch, source, target, step_scratch)?;
         }
         Ok(match self.steps.len().checked_sub(1) {
             Some(last) => &buffers[last - chunked][..batch * self.lens[last]],
@@ -233,7 +239,13 @@ impl InferencePlan {
 
     /// Runs the chunked steps on the `samples` samples of `input` in `lane`'s buffers, the
     /// last of them into `output`.
-    fn run_chunk(&self, lane: &mut Lane, input: &[f32], samples: usize, output: &mut [f32]) {
+    fn run_chunk(
+        &self,
+        lane: &mut Lane,
+        input: &[f32],
+        samples: usize,
+        output: &mut [f32],
+    ) -> Result<()> {
         let Lane {
             buffers,
             argmax,
@@ -254,8 +266,9 @@ impl InferencePlan {
                 skip: &mut *scratch,
                 argmax: &mut *argmax,
             };
-            self.steps[i].run(samples, source, target, step_scratch);
+            self.steps[i].run(samples, source, target, step_scratch)?;
         }
+        Ok(())
     }
 
     /// [`run`](Self::run) on a tensor `[N, ...input shape]`, returning `[N, ...output
@@ -269,7 +282,14 @@ impl InferencePlan {
             return Err(Error::Shape {
                 op: "inference plan forward",
                 operands: format!("{shape:?}"),
-                reason: format!("expected [N, {:?}...]", self.input_shape),
+                reason: format!(
+                    "expected [N, {}]",
+                    self.input_shape
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             });
         }
         let batch = shape[0];
@@ -342,6 +362,7 @@ fn step_output_len(step: &Step, input_len: usize) -> usize {
         Step::Linear { layer, .. } => layer.out_features(),
         Step::MaxPool(g) | Step::AvgPool(g) => g.output_len(),
         Step::GlobalAvgPool { channels, .. } => *channels,
+        Step::Custom { output_shape, .. } => output_shape.iter().product(),
         Step::Relu
         | Step::Gelu
         | Step::RotatedRelu { .. }

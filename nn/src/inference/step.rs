@@ -12,7 +12,12 @@ use rotor_kernels::pool::{
 use rotor_kernels::skip::Epilogue;
 use rotor_kernels::skip::SkipScratch;
 
+use std::sync::Arc;
+
+use rotor_engine::{Error, Result, Tensor};
+
 use super::weights::{ConvWeights, LinearWeights, Output};
+use crate::layers::CustomLayer;
 
 /// The activation fused into a convolution or linear step.
 #[derive(Clone)]
@@ -79,6 +84,15 @@ pub(super) enum Step {
         channels: usize,
         plane: usize,
     },
+    /// A user's layer, run through its evaluation forward on tensors.
+    Custom {
+        /// Its dotted path, for errors.
+        name: String,
+        layer: Arc<dyn CustomLayer>,
+        /// Per-sample input and output shapes.
+        input_shape: Vec<usize>,
+        output_shape: Vec<usize>,
+    },
 }
 
 /// Buffers a step may need besides its input and output.
@@ -89,13 +103,17 @@ pub(super) struct StepScratch<'a> {
 
 impl Step {
     /// Runs the step on `batch` samples: `input` and `output` hold exactly the batch.
+    ///
+    /// # Errors
+    /// Only a custom layer's step fails: if its forward does, or returns another shape than
+    /// it did when the plan was compiled.
     pub(super) fn run(
         &self,
         batch: usize,
         input: &[f32],
         output: &mut [f32],
         scratch: StepScratch<'_>,
-    ) {
+    ) -> Result<()> {
         match self {
             Step::Conv {
                 conv,
@@ -151,7 +169,29 @@ impl Step {
             Step::GlobalAvgPool { channels, plane } => {
                 global_avg_pool2d_forward(batch, *channels, *plane, input, output);
             }
+            Step::Custom {
+                name,
+                layer,
+                input_shape,
+                output_shape,
+            } => {
+                let batched = |shape: &[usize]| [&[batch], shape].concat();
+                let x = Tensor::from_slice(input, &batched(input_shape))?;
+                let y = layer.forward(&x).map_err(|e| e.in_layer(name))?;
+                if y.shape() != batched(output_shape) {
+                    return Err(Error::Shape {
+                        op: "inference plan run",
+                        operands: format!("{:?}", y.shape()),
+                        reason: format!(
+                            "custom layer `{name}` returned another shape than the {:?} it returned when the plan was compiled",
+                            batched(output_shape)
+                        ),
+                    });
+                }
+                output.copy_from_slice(y.as_slice());
+            }
         }
+        Ok(())
     }
 
     /// A short name of what the step runs.
@@ -168,6 +208,7 @@ impl Step {
             Step::MaxPool(_) => "max_pool2d",
             Step::AvgPool(_) => "avg_pool2d",
             Step::GlobalAvgPool { .. } => "global_avg_pool2d",
+            Step::Custom { .. } => "custom layer",
         }
     }
 

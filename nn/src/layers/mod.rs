@@ -2,6 +2,7 @@
 
 mod activation;
 mod conv;
+mod custom;
 mod dropout;
 mod linear;
 mod norm;
@@ -10,6 +11,8 @@ mod sequential;
 
 pub use activation::{Gelu, Relu, RotatedGelu, RotatedRelu};
 pub use conv::Conv2d;
+pub(crate) use custom::check_per_channel;
+pub use custom::{ChannelFlow, CustomLayer};
 pub use dropout::Dropout;
 pub use linear::Linear;
 pub use norm::BatchNorm2d;

@@ -1,17 +1,27 @@
 //! Composition: `Layer` (every built-in layer as one type), `Sequential` and `Residual`.
 
+use std::path::Path;
+
 use rotor_engine::{Result, Tensor};
 
+use super::custom::CustomLayer;
 use super::{
     AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Gelu, GlobalAvgPool, Linear, MaxPool2d, Relu,
     RotatedGelu, RotatedRelu,
 };
+use crate::architecture::{Architecture, CustomLayers};
+use crate::checkpoint::{self, CheckpointError};
 use crate::module::{BufferVisitor, BufferVisitorMut, Module};
 use crate::param::{ParamVisitor, ParamVisitorMut, join_path};
 
 /// Any layer. Built-in layers are variants, so that tools which rewrite a network's
 /// structure (pruning, compaction) can see what each layer is; `Custom` holds a layer of
-/// the user's own, which such tools treat as opaque.
+/// the user's own, which such tools see through the [`CustomLayer`] trait.
+///
+/// `clone` copies the layer with new parameters (see [`Param::duplicate`]), so a copy
+/// trains, prunes and compacts independently of the original.
+///
+/// [`Param::duplicate`]: crate::param::Param::duplicate
 pub enum Layer {
     /// See [`Linear`].
     Linear(Linear),
@@ -42,10 +52,37 @@ pub enum Layer {
     /// See [`Residual`].
     Residual(Residual),
     /// A layer of the user's own.
-    Custom(Box<dyn Module>),
+    Custom(Box<dyn CustomLayer>),
 }
 
 impl Layer {
+    /// Wraps a layer of the user's own.
+    pub fn custom(layer: impl CustomLayer + 'static) -> Self {
+        Layer::Custom(Box::new(layer))
+    }
+
+    /// The layer's kind as the architecture and error messages name it (`"Conv2d"`, or a
+    /// custom layer's own [`CustomLayer::kind`]).
+    pub fn kind(&self) -> &str {
+        match self {
+            Layer::Linear(_) => "Linear",
+            Layer::Conv2d(_) => "Conv2d",
+            Layer::BatchNorm2d(_) => "BatchNorm2d",
+            Layer::MaxPool2d(_) => "MaxPool2d",
+            Layer::AvgPool2d(_) => "AvgPool2d",
+            Layer::GlobalAvgPool(_) => "GlobalAvgPool",
+            Layer::Dropout(_) => "Dropout",
+            Layer::Flatten(_) => "Flatten",
+            Layer::Relu(_) => "Relu",
+            Layer::Gelu(_) => "Gelu",
+            Layer::RotatedRelu(_) => "RotatedRelu",
+            Layer::RotatedGelu(_) => "RotatedGelu",
+            Layer::Sequential(_) => "Sequential",
+            Layer::Residual(_) => "Residual",
+            Layer::Custom(l) => l.kind(),
+        }
+    }
+
     fn as_module(&self) -> &dyn Module {
         match self {
             Layer::Linear(l) => l,
@@ -83,6 +120,52 @@ impl Layer {
             Layer::Sequential(l) => l,
             Layer::Residual(l) => l,
             Layer::Custom(l) => l.as_mut(),
+        }
+    }
+}
+
+/// `layer` with every parameter replaced by an independent duplicate.
+fn duplicated<M: Module + Clone>(layer: &M) -> M {
+    let mut copy = layer.clone();
+    copy.visit_params_mut("", &mut |_, p| *p = p.duplicate());
+    copy
+}
+
+impl Clone for Layer {
+    fn clone(&self) -> Self {
+        match self {
+            Layer::Linear(l) => Layer::Linear(duplicated(l)),
+            Layer::Conv2d(l) => Layer::Conv2d(duplicated(l)),
+            Layer::BatchNorm2d(l) => Layer::BatchNorm2d(duplicated(l)),
+            Layer::MaxPool2d(l) => Layer::MaxPool2d(*l),
+            Layer::AvgPool2d(l) => Layer::AvgPool2d(*l),
+            Layer::GlobalAvgPool(l) => Layer::GlobalAvgPool(*l),
+            Layer::Dropout(l) => Layer::Dropout(l.clone()),
+            Layer::Flatten(l) => Layer::Flatten(*l),
+            Layer::Relu(l) => Layer::Relu(*l),
+            Layer::Gelu(l) => Layer::Gelu(*l),
+            Layer::RotatedRelu(l) => Layer::RotatedRelu(duplicated(l)),
+            Layer::RotatedGelu(l) => Layer::RotatedGelu(duplicated(l)),
+            // Nested layers duplicate their own parameters through this impl.
+            Layer::Sequential(l) => Layer::Sequential(l.clone()),
+            Layer::Residual(l) => Layer::Residual(l.clone()),
+            Layer::Custom(l) => Layer::Custom(l.clone_layer()),
+        }
+    }
+}
+
+impl From<Box<dyn CustomLayer>> for Layer {
+    fn from(layer: Box<dyn CustomLayer>) -> Self {
+        Layer::Custom(layer)
+    }
+}
+
+impl std::fmt::Debug for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Layer::Sequential(s) => s.fmt(f),
+            Layer::Residual(r) => r.fmt(f),
+            other => f.write_str(other.kind()),
         }
     }
 }
@@ -142,7 +225,13 @@ layer_from!(
 
 /// Named layers applied one after the other. Parameter paths are `name.param`
 /// (`"conv1.weight"`).
-#[derive(Default)]
+///
+/// An error raised inside a layer names it: `fc1: linear: [2, 100] x [128, 9216]: ...`,
+/// with the full dotted path for nested networks (`block1.body.conv2: ...`).
+///
+/// `clone` is a deep copy with new parameters, e.g. to keep a dense network beside the
+/// one [`prune::compact`](crate::prune::compact) consumes.
+#[derive(Clone, Default)]
 pub struct Sequential {
     layers: Vec<(String, Layer)>,
 }
@@ -178,19 +267,72 @@ impl Sequential {
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
+
+    /// Writes the network to `path` as a safetensors checkpoint that describes its layers,
+    /// so that [`Sequential::load`] rebuilds it (same as [`checkpoint::save`]).
+    ///
+    /// # Errors
+    /// As [`checkpoint::save`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        checkpoint::save(self, path.as_ref())
+    }
+
+    /// Rebuilds the network a checkpoint at `path` describes, with its tensors: a pruned
+    /// network comes back at its pruned widths. For networks with custom layers, see
+    /// [`Sequential::load_with`].
+    ///
+    /// ```
+    /// use rotor_engine::{SeedableRng, SeededRng, Tensor};
+    /// use rotor_nn::{Linear, Module, Relu, Sequential};
+    ///
+    /// let mut rng = SeededRng::seed_from_u64(0);
+    /// let net = Sequential::new()
+    ///     .push("fc1", Linear::new(4, 3, true, &mut rng)?)
+    ///     .push("act", Relu)
+    ///     .push("fc2", Linear::new(3, 2, true, &mut rng)?);
+    /// let dir = std::env::temp_dir().join(format!("rotor-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("net.safetensors");
+    /// net.save(&path)?;
+    /// let loaded = Sequential::load(&path)?;
+    /// let x = Tensor::ones(&[1, 4])?;
+    /// assert_eq!(loaded.forward(&x)?.to_vec(), net.forward(&x)?.to_vec());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`checkpoint::load_network`]; in particular
+    /// [`CheckpointError::NoArchitecture`] for a file that holds tensors only.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        checkpoint::load_network(path.as_ref(), &CustomLayers::new())
+    }
+
+    /// [`Sequential::load`] for networks with custom layers, which `custom` rebuilds.
+    ///
+    /// # Errors
+    /// As [`checkpoint::load_network`].
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        custom: &CustomLayers,
+    ) -> Result<Self, CheckpointError> {
+        checkpoint::load_network(path.as_ref(), custom)
+    }
 }
 
 impl Module for Sequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.layers
-            .iter()
-            .try_fold(x.clone(), |h, (_, layer)| layer.forward(&h))
+        self.layers.iter().try_fold(x.clone(), |h, (name, layer)| {
+            layer.forward(&h).map_err(|e| e.in_layer(name))
+        })
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         self.layers
             .iter_mut()
-            .try_fold(x.clone(), |h, (_, layer)| layer.forward_train(&h))
+            .try_fold(x.clone(), |h, (name, layer)| {
+                layer.forward_train(&h).map_err(|e| e.in_layer(name))
+            })
     }
 
     fn visit_params(&self, prefix: &str, f: &mut ParamVisitor<'_>) {
@@ -216,10 +358,15 @@ impl Module for Sequential {
             layer.visit_buffers_mut(&join_path(prefix, name), f);
         }
     }
+
+    fn architecture(&self) -> Option<Architecture> {
+        Some(Architecture::of(self))
+    }
 }
 
 /// `body(x) + shortcut(x)`, the shortcut being the identity when absent: a residual block.
 /// Parameter paths are `body.*` and `shortcut.*`.
+#[derive(Clone)]
 pub struct Residual {
     /// The residual branch.
     pub body: Sequential,
@@ -230,18 +377,20 @@ pub struct Residual {
 impl Module for Residual {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let skip = match &self.shortcut {
-            Some(s) => s.forward(x)?,
+            Some(s) => s.forward(x).map_err(|e| e.in_layer("shortcut"))?,
             None => x.clone(),
         };
-        self.body.forward(x)?.add(&skip)
+        let body = self.body.forward(x).map_err(|e| e.in_layer("body"))?;
+        body.add(&skip)
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         let skip = match &mut self.shortcut {
-            Some(s) => s.forward_train(x)?,
+            Some(s) => s.forward_train(x).map_err(|e| e.in_layer("shortcut"))?,
             None => x.clone(),
         };
-        self.body.forward_train(x)?.add(&skip)
+        let body = self.body.forward_train(x).map_err(|e| e.in_layer("body"))?;
+        body.add(&skip)
     }
 
     fn visit_params(&self, prefix: &str, f: &mut ParamVisitor<'_>) {
@@ -270,5 +419,22 @@ impl Module for Residual {
         if let Some(s) = &mut self.shortcut {
             s.visit_buffers_mut(&join_path(prefix, "shortcut"), f);
         }
+    }
+}
+
+impl std::fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.layers.iter().map(|(name, layer)| (name, layer)))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Residual {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Residual")
+            .field("body", &self.body)
+            .field("shortcut", &self.shortcut)
+            .finish()
     }
 }

@@ -3,6 +3,7 @@
 use rand::Rng;
 use rotor_engine::{Result, Tensor};
 
+use crate::architecture::Architecture;
 use crate::layers::{
     BatchNorm2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Relu, RotatedRelu, Sequential,
 };
@@ -36,6 +37,7 @@ impl Activation {
 /// 24.0 MFLOP per image forward at full width.
 ///
 /// Layer names: `conv1`, `act1`, `conv2`, `act2`, `pool`, `flatten`, `fc1`, `act3`, `fc2`.
+#[derive(Clone, Debug)]
 pub struct MnistNet {
     net: Sequential,
 }
@@ -144,5 +146,9 @@ impl Module for MnistNet {
 
     fn visit_buffers_mut(&mut self, prefix: &str, f: &mut BufferVisitorMut<'_>) {
         self.net.visit_buffers_mut(prefix, f);
+    }
+
+    fn architecture(&self) -> Option<Architecture> {
+        self.net.architecture()
     }
 }

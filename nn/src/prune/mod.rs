@@ -16,6 +16,9 @@
 //! 5. [`freeze_dead`] and [`train_only`] set up masked fine-tuning and the paper's
 //!    two-step training.
 //!
+//! [`prune_at`] (a given threshold) and [`prune_on_validation`] (a threshold chosen on
+//! validation data) run steps 1 to 4 in one call on a copy of the network.
+//!
 //! ```
 //! use rotor_engine::{SeedableRng, SeededRng, Tensor};
 //! use rotor_nn::prune::{self, GateKind, PrunePlan};
@@ -39,6 +42,7 @@
 mod compact;
 mod finetune;
 mod gate;
+mod pipeline;
 mod plan;
 mod savings;
 mod trace;
@@ -48,6 +52,7 @@ mod zeta;
 pub use compact::{compact, mask};
 pub use finetune::{freeze_dead, train_only};
 pub use gate::{GateKind, gate_magnitudes};
+pub use pipeline::{Pruned, ZetaSearch, prune_at, prune_on_validation};
 pub use plan::{LayerPlan, PlanLayerKind, PrunePlan};
 pub use savings::{Savings, SavingsRow};
 pub use zeta::{SweepPoint, ZetaChoice, candidate_zetas, choose_zeta};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::gate::GateKind;
 use super::trace::{Effect, Trace};
 use super::walk::visit_leaves;
-use crate::layers::Sequential;
+use crate::layers::{Layer, Sequential, check_per_channel};
 
 /// The kinds of layer a plan changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,9 @@ pub struct LayerPlan {
 /// of the next linear layer (`H*W` = its input features / channels). Across a residual
 /// addition a channel goes only where it is zero in every branch that writes it and at
 /// every layer that reads it. Channels that reach the model's input or output, or a
-/// `Custom` layer, stay.
+/// `Custom` layer, stay, unless the custom layer declares
+/// [`ChannelFlow::PerChannel`](crate::layers::ChannelFlow::PerChannel): then they pass
+/// through it like through an activation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrunePlan {
     /// The gates the plan was made for.
@@ -79,8 +81,20 @@ impl PrunePlan {
     /// If the layers' channel counts do not fit together: a per-channel layer whose
     /// width is not its stream's, branches of a residual block with different widths, or
     /// a linear layer after a flatten whose input features are not a multiple of the
-    /// flattened channels.
+    /// flattened channels; or a custom layer that declares its channels flow through
+    /// unchanged but holds parameters.
     pub fn new(net: &Sequential, gate: GateKind, zeta: f32) -> Result<Self> {
+        let mut custom_error = None;
+        super::walk::visit_leaves(net, "", &mut |path, layer| {
+            if let Layer::Custom(custom) = layer
+                && custom_error.is_none()
+            {
+                custom_error = check_per_channel(path, custom.as_ref()).err();
+            }
+        });
+        if let Some(e) = custom_error {
+            return Err(e);
+        }
         let trace = Trace::new(net, gate, zeta);
         let spaces = Spaces::new(&trace)?;
         let mut plans = HashMap::new();

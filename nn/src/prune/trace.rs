@@ -11,7 +11,7 @@
 
 use super::gate::GateKind;
 use super::plan::PlanLayerKind;
-use crate::layers::{Layer, Sequential};
+use crate::layers::{ChannelFlow, Layer, Sequential};
 use crate::param::join_path;
 
 /// What a per-channel layer does to the channels that are exactly zero.
@@ -240,6 +240,9 @@ impl Trace {
                     None => at,
                 };
                 self.segment(vec![body_out, skip_out])
+            }
+            Layer::Custom(custom) if custom.channel_flow() == ChannelFlow::PerChannel => {
+                self.member(at, path, None, Effect::Pass)
             }
             Layer::Custom(_) => {
                 self.segments[at].pinned = true;
