@@ -26,6 +26,6 @@ mod tensor;
 pub use autograd::Gradients;
 pub use error::{Error, Result};
 pub use ops::RunningStats;
-pub use rand::SeedableRng;
+pub use rand::{Rng, SeedableRng};
 pub use random::SeededRng;
 pub use tensor::{Tensor, TensorId};
