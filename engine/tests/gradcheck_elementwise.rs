@@ -4,7 +4,7 @@ mod common;
 
 use common::{Values, check_gradients, snapped, tensor};
 use proptest::prelude::*;
-use rotor_engine::Tensor;
+use rotor_engine::{Gradients, Tensor};
 
 fn shape(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1..=max_dim, 1..=max_rank)
@@ -233,4 +233,59 @@ fn maximum_propagates_nan_and_checks_shapes() {
             .to_string()
             .starts_with("maximum: [2] x [3]: cannot broadcast")
     );
+}
+
+#[test]
+fn hand_built_gradients_match_backward() {
+    let w = Tensor::from_vec(vec![1.0, -2.0, 3.0], &[3])
+        .unwrap()
+        .requires_grad();
+    let x = Tensor::from_vec(vec![0.5, 4.0, -1.0], &[3]).unwrap();
+    // d/dw sum(x * w) = x
+    let from_backward = x.mul(&w).unwrap().sum().backward().unwrap();
+    let mut by_hand = Gradients::new();
+    assert!(by_hand.is_empty());
+    assert!(by_hand.insert(&w, x.clone()).unwrap().is_none());
+    assert_eq!(by_hand.len(), from_backward.len());
+    assert_eq!(
+        by_hand.get(&w).unwrap().as_slice(),
+        from_backward.get(&w).unwrap().as_slice()
+    );
+    assert_eq!(
+        by_hand.get_by_id(w.id()).unwrap().shape(),
+        from_backward.get_by_id(w.id()).unwrap().shape()
+    );
+    // A second insert replaces the gradient and hands back the old one; a tracked
+    // gradient is stored without its graph.
+    let tracked = x.requires_grad().mul_scalar(2.0);
+    let old = by_hand.insert(&w, tracked).unwrap().unwrap();
+    assert_eq!(old.as_slice(), x.as_slice());
+    assert!(!by_hand.get(&w).unwrap().tracks_grad());
+    assert_eq!(by_hand.get(&w).unwrap().as_slice(), &[1.0, 8.0, -2.0]);
+}
+
+#[test]
+fn gradients_insert_checks_the_leaf_and_the_shape() {
+    let w = Tensor::zeros(&[2, 3]).unwrap().requires_grad();
+    let mut grads = Gradients::new();
+    assert_eq!(
+        grads
+            .insert(&w, Tensor::zeros(&[3, 2]).unwrap())
+            .unwrap_err()
+            .to_string(),
+        "Gradients::insert: [2, 3] x [3, 2]: the gradient must have the leaf's shape"
+    );
+    let untracked = Tensor::zeros(&[2]).unwrap();
+    assert!(
+        grads
+            .insert(&untracked, Tensor::zeros(&[2]).unwrap())
+            .is_err()
+    );
+    let not_a_leaf = w.mul_scalar(2.0);
+    assert!(
+        grads
+            .insert(&not_a_leaf, Tensor::zeros(&[2, 3]).unwrap())
+            .is_err()
+    );
+    assert!(grads.is_empty());
 }
