@@ -71,12 +71,59 @@ where
 }
 
 /// The gradients of a backward pass, keyed by the leaves' [`TensorId`]s.
+///
+/// Usually made by [`Tensor::backward`]; [`Gradients::new`] and [`Gradients::insert`] build
+/// one by hand, to drive an optimizer with gradients computed some other way:
+///
+/// ```
+/// use rotor_engine::{Gradients, Tensor};
+///
+/// let w = Tensor::from_vec(vec![1.0, 2.0], &[2])?.requires_grad();
+/// let mut grads = Gradients::new();
+/// grads.insert(&w, Tensor::from_vec(vec![0.5, -0.5], &[2])?)?;
+/// assert_eq!(grads.get(&w).unwrap().as_slice(), &[0.5, -0.5]);
+/// # Ok::<(), rotor_engine::Error>(())
+/// ```
 #[derive(Default, Debug)]
 pub struct Gradients {
     grads: HashMap<TensorId, Tensor>,
 }
 
 impl Gradients {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `grad` as the gradient of `leaf`, keyed by the leaf's id as
+    /// [`Tensor::backward`] keys its results, and returns the gradient it replaces. The
+    /// gradient is stored detached, like those `backward` computes, so it keeps no graph
+    /// alive.
+    ///
+    /// # Errors
+    /// If `leaf` is not a leaf that tracks gradients ([`Tensor::is_leaf`]), or `grad`'s
+    /// shape differs from the leaf's.
+    pub fn insert(&mut self, leaf: &Tensor, grad: Tensor) -> Result<Option<Tensor>> {
+        let op = "Gradients::insert";
+        if !leaf.is_leaf() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the {:?} tensor is not a leaf that tracks gradients (see requires_grad)",
+                    leaf.shape()
+                ),
+            ));
+        }
+        if grad.shape() != leaf.shape() {
+            return Err(Error::shape(
+                op,
+                &[leaf.shape(), grad.shape()],
+                "the gradient must have the leaf's shape",
+            ));
+        }
+        Ok(self.grads.insert(leaf.id(), grad.detach()))
+    }
+
     /// The gradient of `leaf`, shaped like it, if the output depends on it.
     pub fn get(&self, leaf: &Tensor) -> Option<&Tensor> {
         self.grads.get(&leaf.id())

@@ -25,7 +25,7 @@ mod tensor;
 
 pub use autograd::Gradients;
 pub use error::{Error, Result};
-pub use ops::RunningStats;
-pub use rand::SeedableRng;
+pub use ops::{Reduction, RunningStats};
+pub use rand::{Rng, SeedableRng};
 pub use random::SeededRng;
 pub use tensor::{Tensor, TensorId};

@@ -10,6 +10,21 @@ use crate::tensor::Tensor;
 /// The random generator the engine's seeded constructors are tested with: ChaCha8, whose
 /// stream is fixed for a given seed on every platform. Make one with
 /// `SeededRng::seed_from_u64(seed)` ([`rand::SeedableRng`]).
+///
+/// The crate re-exports [`rand::Rng`] and [`rand::SeedableRng`], so drawing numbers and
+/// passing the generator to constructors that take `&mut impl Rng` needs no `rand`
+/// dependency of its own:
+///
+/// ```
+/// use rotor_engine::{Rng, SeedableRng, SeededRng, Tensor};
+///
+/// let mut rng = SeededRng::seed_from_u64(7);
+/// let v: f32 = rng.random_range(0.0..1.0);
+/// assert!((0.0..1.0).contains(&v));
+/// let t = Tensor::rand_uniform(&[2], -1.0, 1.0, &mut rng)?;
+/// assert_eq!(t.shape(), &[2]);
+/// # Ok::<(), rotor_engine::Error>(())
+/// ```
 pub type SeededRng = rand_chacha::ChaCha8Rng;
 
 impl Tensor {

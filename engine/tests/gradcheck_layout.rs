@@ -4,7 +4,7 @@ mod common;
 
 use common::{Values, check_gradients, tensor};
 use proptest::prelude::*;
-use rotor_engine::Tensor;
+use rotor_engine::{Rng, SeedableRng, SeededRng, Tensor};
 
 fn shape(min_rank: usize, max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1..=max_dim, min_rank..=max_rank)
@@ -70,6 +70,68 @@ proptest! {
             check_gradients(|t| t[0].linear(&t[1], None), &[x, w]);
         }
     }
+
+    #[test]
+    fn gather(s in shape(1, 4, 4), dim_pick in any::<prop::sample::Index>(), picks in 1usize..6, seed in any::<u64>()) {
+        let x = tensor(&s, Values::Any, seed);
+        let dim = dim_pick.index(s.len());
+        let mut rng = SeededRng::seed_from_u64(seed);
+        // No larger than the input beside `dim`, any number of picks along it: indices
+        // repeat, so the backward scatter must add.
+        let index_shape: Vec<usize> = s
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| if k == dim { picks } else { rng.random_range(1..=n) })
+            .collect();
+        let count: usize = index_shape.iter().product();
+        let index: Vec<usize> = (0..count).map(|_| rng.random_range(0..s[dim])).collect();
+        check_gradients(|t| t[0].gather(dim as isize, &index, &index_shape), std::slice::from_ref(&x));
+        // Each output element is the input element its index names.
+        let out = x.gather(dim as isize - s.len() as isize, &index, &index_shape).unwrap();
+        prop_assert_eq!(out.shape(), index_shape.as_slice());
+        let mut position = vec![0usize; s.len()];
+        for (&i, &v) in index.iter().zip(out.as_slice()) {
+            let mut source = position.clone();
+            source[dim] = i;
+            let offset = source.iter().zip(&s).fold(0, |acc, (&p, &n)| acc * n + p);
+            prop_assert_eq!(v, x.as_slice()[offset]);
+            for k in (0..s.len()).rev() {
+                position[k] += 1;
+                if position[k] < index_shape[k] {
+                    break;
+                }
+                position[k] = 0;
+            }
+        }
+    }
+}
+
+#[test]
+fn gather_scatters_repeated_picks_and_checks_its_index() {
+    let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])
+        .unwrap()
+        .requires_grad();
+    // Along dim 0: out[i][j] = x[index[i][j]][j].
+    let y = x.gather(0, &[1, 0, 1, 1, 1, 0], &[2, 3]).unwrap();
+    assert_eq!(y.as_slice(), &[4.0, 2.0, 6.0, 4.0, 5.0, 3.0]);
+    let g = y.sum().backward().unwrap();
+    assert_eq!(
+        g.get(&x).unwrap().as_slice(),
+        &[0.0, 1.0, 1.0, 2.0, 1.0, 1.0]
+    );
+    assert_eq!(
+        x.gather(1, &[0, 3], &[2, 1]).unwrap_err().to_string(),
+        "gather: index 3 at [1, 0] is out of range for dimension 1 of size 3"
+    );
+    assert_eq!(
+        x.gather(1, &[0, 1, 2], &[2, 1]).unwrap_err().to_string(),
+        "gather: [2, 3] x [2, 1]: the index shape holds 2 indices but 3 are given"
+    );
+    assert!(x.gather(1, &[0, 1], &[2]).is_err());
+    assert!(x.gather(1, &[0, 0, 0], &[3, 1]).is_err());
+    assert!(x.gather(2, &[0], &[1, 1]).is_err());
+    // An index with no elements gives an empty output.
+    assert_eq!(x.gather(1, &[], &[2, 0]).unwrap().shape(), &[2, 0]);
 }
 
 #[test]

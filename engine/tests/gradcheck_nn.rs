@@ -4,7 +4,7 @@ mod common;
 
 use common::{Values, check_gradients, tensor};
 use proptest::prelude::*;
-use rotor_engine::{RunningStats, Tensor};
+use rotor_engine::{Reduction, RunningStats, Tensor};
 
 /// A valid convolution or pooling window: (input extent, kernel, stride, pad).
 fn window(
@@ -80,6 +80,49 @@ proptest! {
         let targets: Vec<u32> = (0..rows).map(|r| ((seed as usize + r * 7) % cols) as u32).collect();
         check_gradients(|t| t[0].cross_entropy(&targets), &[x]);
     }
+
+    #[test]
+    fn softmax_along_any_dim(s in prop::collection::vec(1usize..5, 1..=4), dim_pick in any::<prop::sample::Index>(), seed in any::<u64>()) {
+        let x = tensor(&s, Values::Any, seed);
+        let dim = dim_pick.index(s.len()) as isize;
+        check_gradients(|t| t[0].softmax_dim(dim), std::slice::from_ref(&x));
+        check_gradients(|t| t[0].log_softmax_dim(dim - s.len() as isize), std::slice::from_ref(&x));
+        // Probabilities along `dim` sum to 1, and the log version is their logarithm.
+        let p = x.softmax_dim(dim).unwrap();
+        for total in p.sum_dim(dim, false).unwrap().as_slice() {
+            prop_assert!((total - 1.0).abs() < 1e-5, "sum {total}");
+        }
+        let logp = x.log_softmax_dim(dim).unwrap();
+        for (a, b) in p.ln().as_slice().iter().zip(logp.as_slice()) {
+            prop_assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let last = s.len() as isize - 1;
+        prop_assert_eq!(x.softmax_dim(last).unwrap().to_vec(), x.softmax().unwrap().to_vec());
+        prop_assert_eq!(x.log_softmax_dim(-1).unwrap().to_vec(), x.log_softmax().unwrap().to_vec());
+    }
+
+    #[test]
+    fn cross_entropy_reductions(rows in 1usize..5, cols in 1usize..9, seed in any::<u64>()) {
+        let x = tensor(&[rows, cols], Values::Any, seed);
+        let targets: Vec<u32> = (0..rows).map(|r| ((seed as usize + r * 5) % cols) as u32).collect();
+        for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            check_gradients(|t| t[0].cross_entropy_with(&targets, reduction), std::slice::from_ref(&x));
+        }
+        let mean = x.cross_entropy_with(&targets, Reduction::Mean).unwrap();
+        prop_assert_eq!(mean.to_scalar().unwrap(), x.cross_entropy(&targets).unwrap().to_scalar().unwrap());
+        let each = x.cross_entropy_with(&targets, Reduction::None).unwrap();
+        prop_assert_eq!(each.shape(), &[rows]);
+        let sum = x.cross_entropy_with(&targets, Reduction::Sum).unwrap().to_scalar().unwrap();
+        let total: f32 = each.as_slice().iter().sum();
+        prop_assert!((sum - total).abs() <= 1e-5 * total.abs().max(1.0));
+        let mean = mean.to_scalar().unwrap();
+        prop_assert!((sum / rows as f32 - mean).abs() <= 1e-5 * mean.abs().max(1.0), "{sum} / {rows} vs {mean}");
+        // Each example's loss is minus the log-probability of its target.
+        let logp = x.log_softmax().unwrap();
+        for (r, (&t, &l)) in targets.iter().zip(each.as_slice()).enumerate() {
+            prop_assert_eq!(l, -logp.as_slice()[r * cols + t as usize]);
+        }
+    }
 }
 
 #[test]
@@ -105,6 +148,21 @@ fn nn_ops_reject_bad_arguments() {
         "cross_entropy: target 1 is class 3, but there are only 3 classes"
     );
     assert!(logits.cross_entropy(&[0]).is_err());
+    let err = logits
+        .cross_entropy_with(&[2, 5], Reduction::None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "cross_entropy_with: target 1 is class 5, but there are only 3 classes"
+    );
+    assert!(logits.cross_entropy_with(&[0], Reduction::Sum).is_err());
+    assert_eq!(
+        x.softmax_dim(4).unwrap_err().to_string(),
+        "softmax_dim: [2, 3, 5, 5]: dimension 4 is out of range for rank 4"
+    );
+    assert!(x.log_softmax_dim(-5).is_err());
+    assert!(Tensor::scalar(1.0).softmax_dim(0).is_err());
     assert!(x.rotated_relu(&Tensor::zeros(&[4]).unwrap()).is_err());
     let one = Tensor::zeros(&[1, 3]).unwrap();
     let g = Tensor::ones(&[3]).unwrap();

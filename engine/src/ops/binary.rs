@@ -1,4 +1,4 @@
-//! Elementwise arithmetic between two tensors, with NumPy broadcasting.
+//! Elementwise arithmetic and maxima between two tensors, with NumPy broadcasting.
 
 use rotor_kernels::elementwise;
 
@@ -67,6 +67,54 @@ impl Tensor {
     /// If the shapes do not broadcast.
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
         arith(Arith::Div, self, rhs)
+    }
+
+    /// The larger of `self` and `other` elementwise, broadcasting (PyTorch's `maximum`);
+    /// NaN if either is NaN.
+    ///
+    /// The gradient goes to the larger operand; where they are equal it is split half and
+    /// half, as PyTorch does, so the two halves still add up to the output's gradient.
+    ///
+    /// # Errors
+    /// If the shapes do not broadcast.
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        let op = "maximum";
+        let out_shape = broadcast_shape(op, self.shape(), other.shape())?;
+        let a = expand(self.as_slice(), self.shape(), &out_shape);
+        let b = expand(other.as_slice(), other.shape(), &out_shape);
+        let out: Vec<f32> = a
+            .iter()
+            .zip(&b)
+            // NOTE: not `f32::max`, which returns the other operand when one is NaN.
+            .map(|(&x, &y)| if x.is_nan() || y < x { x } else { y })
+            .collect();
+        let (a_shape, b_shape) = (self.shape().to_vec(), other.shape().to_vec());
+        let shape = out_shape.clone();
+        Ok(record(op, out_shape, out, &[self, other], move |ctx, g| {
+            let full = |t: &Tensor| expand(t.as_slice(), t.shape(), &shape);
+            let (a, b) = (full(&ctx.inputs[0]), full(&ctx.inputs[1]));
+            // The gradient of the operand holding `mine`, against the one holding `theirs`.
+            let grad_of = |mine: &[f32], theirs: &[f32], own_shape: &[usize]| {
+                let d = g
+                    .iter()
+                    .zip(mine.iter().zip(theirs))
+                    .map(|(&g, (&x, &y))| {
+                        if x == y {
+                            0.5 * g
+                        } else if x < y {
+                            0.0
+                        } else {
+                            g
+                        }
+                    })
+                    .collect();
+                reduce_to(d, &shape, own_shape)
+            };
+            vec![
+                ctx.wants(0).then(|| grad_of(&a, &b, &a_shape)),
+                ctx.wants(1).then(|| grad_of(&b, &a, &b_shape)),
+            ]
+        }))
     }
 }
 

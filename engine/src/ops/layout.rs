@@ -1,4 +1,4 @@
-//! Operations that rearrange elements: reshape, permute, narrow, concat, broadcast.
+//! Operations that rearrange elements: reshape, permute, narrow, concat, broadcast, gather.
 
 use super::broadcast::{expand, reduce_to};
 use crate::autograd::record;
@@ -191,6 +191,108 @@ impl Tensor {
             out,
             &[self],
             move |_, g| vec![Some(reduce_to(g.to_vec(), &to, &from))],
+        ))
+    }
+
+    /// Picks elements along dimension `dim` (negative counts from the end) by index, as
+    /// PyTorch's `torch.gather`: for rank 3 and `dim = 1`,
+    /// `out[i][j][k] = self[i][index[i][j][k]][k]`.
+    ///
+    /// Tensors hold only `f32`, so the index is given as its elements in row-major order,
+    /// `index`, and its shape, `index_shape`, which is also the output's shape. The index
+    /// has this tensor's rank and, in every dimension but `dim`, at most this tensor's
+    /// size. The gradient adds each output element's gradient into the element it was
+    /// picked from, so an element picked twice receives both.
+    ///
+    /// ```
+    /// use rotor_engine::Tensor;
+    ///
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// // Two picks per row: row 0 takes columns 2 and 0, row 1 column 1 twice.
+    /// let y = x.gather(1, &[2, 0, 1, 1], &[2, 2])?;
+    /// assert_eq!(y.as_slice(), &[3.0, 1.0, 5.0, 5.0]);
+    /// # Ok::<(), rotor_engine::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range, `index` does not hold as many indices as `index_shape`
+    /// says, the index's rank or sizes do not fit this tensor, or an index is not below the
+    /// size of dimension `dim` (the message names the index and its position).
+    pub fn gather(&self, dim: isize, index: &[usize], index_shape: &[usize]) -> Result<Tensor> {
+        let op = "gather";
+        let d = resolve_dim(op, self.shape(), dim)?;
+        let shapes: [&[usize]; 2] = [self.shape(), index_shape];
+        let count = checked_numel(op, index_shape)?;
+        if count != index.len() {
+            return Err(Error::shape(
+                op,
+                &shapes,
+                format!(
+                    "the index shape holds {count} indices but {} are given",
+                    index.len()
+                ),
+            ));
+        }
+        let rank = self.rank();
+        if index_shape.len() != rank {
+            return Err(Error::shape(
+                op,
+                &shapes,
+                format!("the index must have the input's rank {rank}"),
+            ));
+        }
+        if let Some(k) = (0..rank).find(|&k| k != d && index_shape[k] > self.shape()[k]) {
+            return Err(Error::shape(
+                op,
+                &shapes,
+                format!(
+                    "index dimension {k} is {}, larger than the input's {}",
+                    index_shape[k],
+                    self.shape()[k]
+                ),
+            ));
+        }
+        let size = self.shape()[d];
+        let strides = contiguous_strides(self.shape());
+        // The offset in this tensor of every output element, kept for the backward scatter.
+        let mut sources = Vec::with_capacity(count);
+        let mut position = vec![0usize; rank];
+        for &i in index {
+            if i >= size {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "index {i} at {position:?} is out of range for dimension {d} of size {size}"
+                    ),
+                ));
+            }
+            let offset = (0..rank)
+                .map(|k| if k == d { i } else { position[k] } * strides[k])
+                .sum::<usize>();
+            sources.push(offset);
+            for k in (0..rank).rev() {
+                position[k] += 1;
+                if position[k] < index_shape[k] {
+                    break;
+                }
+                position[k] = 0;
+            }
+        }
+        let data = self.as_slice();
+        let out: Vec<f32> = sources.iter().map(|&o| data[o]).collect();
+        let numel = self.numel();
+        Ok(record(
+            op,
+            index_shape.to_vec(),
+            out,
+            &[self],
+            move |_, g| {
+                let mut d_in = vec![0.0; numel];
+                for (&g, &o) in g.iter().zip(&sources) {
+                    d_in[o] += g;
+                }
+                vec![Some(d_in)]
+            },
         ))
     }
 }

@@ -14,4 +14,5 @@ mod pool;
 mod reduce;
 mod unary;
 
+pub use loss::Reduction;
 pub use norm::RunningStats;

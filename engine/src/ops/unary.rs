@@ -1,8 +1,10 @@
-//! Elementwise maps of one tensor and arithmetic with a scalar. None of these can fail.
+//! Elementwise maps of one tensor and arithmetic with a scalar. Only `clamp` can fail, on
+//! bounds that make no interval.
 
 use rotor_kernels::{activation, elementwise};
 
 use crate::autograd::record;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Applies `forward` to produce the output and records `local` as the derivative rule: the
@@ -11,7 +13,7 @@ fn map(
     t: &Tensor,
     op: &'static str,
     forward: impl Fn(&[f32], &mut [f32]),
-    local: fn(f32, f32) -> f32,
+    local: impl Fn(f32, f32) -> f32 + Send + Sync + 'static,
 ) -> Tensor {
     let mut out = vec![0.0; t.numel()];
     forward(t.as_slice(), &mut out);
@@ -27,7 +29,7 @@ fn map(
 }
 
 /// Applies a scalar function elementwise (for maps without a kernel of their own).
-fn scalar_map(f: fn(f32) -> f32) -> impl Fn(&[f32], &mut [f32]) {
+fn scalar_map(f: impl Fn(f32) -> f32) -> impl Fn(&[f32], &mut [f32]) {
     move |x, out| {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = f(v);
@@ -140,5 +142,53 @@ impl Tensor {
             activation::gelu_backward(ctx.inputs[0].as_slice(), g, &mut d);
             vec![Some(d)]
         })
+    }
+
+    /// `self` raised to the power `exponent`, elementwise (PyTorch's `pow` with a scalar
+    /// exponent).
+    ///
+    /// Values follow [`f32::powf`], as PyTorch's do: a negative base with a non-integer
+    /// exponent gives NaN (its real power is undefined), and 0 to a negative power gives
+    /// infinity. The derivative is `exponent * x^(exponent - 1)`, except that for
+    /// `exponent == 0` it is 0 everywhere, as in PyTorch: the constant `x^0 = 1` passes no
+    /// gradient, even at `x = 0` where the formula would give `0 * inf = NaN`.
+    pub fn pow(&self, exponent: f32) -> Tensor {
+        map(
+            self,
+            "pow",
+            scalar_map(move |x| x.powf(exponent)),
+            move |x, _| {
+                if exponent == 0.0 {
+                    0.0
+                } else {
+                    exponent * x.powf(exponent - 1.0)
+                }
+            },
+        )
+    }
+
+    /// Each element limited to `[min, max]` (PyTorch's `clamp`); NaN elements stay NaN.
+    /// Infinite bounds are allowed, so `clamp(0.0, f32::INFINITY)` limits from below only.
+    ///
+    /// The gradient passes where `min <= x <= max`, bounds included, and is 0 elsewhere
+    /// (and at NaN), as PyTorch's.
+    ///
+    /// # Errors
+    /// If a bound is NaN or `min > max`.
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(Error::invalid(
+                "clamp",
+                format!("bounds [{min}, {max}] do not make an interval"),
+            ));
+        }
+        Ok(map(
+            self,
+            "clamp",
+            scalar_map(move |x| x.clamp(min, max)),
+            move |x, _| {
+                if (min..=max).contains(&x) { 1.0 } else { 0.0 }
+            },
+        ))
     }
 }

@@ -2,8 +2,7 @@
 
 #![allow(dead_code)] // NOTE: each test binary uses a different part of this module.
 
-use rand::Rng;
-use rotor_engine::{Result, SeedableRng, SeededRng, Tensor};
+use rotor_engine::{Result, Rng, SeedableRng, SeededRng, Tensor};
 
 /// Values of a kind that suits the op under test.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +48,18 @@ pub fn tensor(shape: &[usize], values: Values, seed: u64) -> Tensor {
         }
     };
     Tensor::from_vec(data, shape).unwrap()
+}
+
+/// `t` with every value rounded to a multiple of 0.1 and then shifted by `offset`: values
+/// snapped with offsets 0 and 0.05 are at least 0.05 apart, five finite-difference steps,
+/// so maxima and clamps can be checked without crossing a kink.
+pub fn snapped(t: &Tensor, offset: f32) -> Tensor {
+    let data = t
+        .as_slice()
+        .iter()
+        .map(|&v| (v * 10.0).round() / 10.0 + offset)
+        .collect();
+    Tensor::from_vec(data, t.shape()).unwrap()
 }
 
 /// Weights in [-1, 1] that make the checked loss `sum(w * f(x))`, so the gradient flowing
