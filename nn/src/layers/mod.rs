@@ -9,7 +9,7 @@ mod pool;
 mod sequential;
 
 pub use activation::{Gelu, Relu, RotatedGelu, RotatedRelu};
-pub use conv::Conv2d;
+pub use conv::{Conv2d, Conv2dOptions, Size2};
 pub use dropout::Dropout;
 pub use linear::Linear;
 pub use norm::BatchNorm2d;
