@@ -18,8 +18,8 @@ pub mod train;
 
 pub use checkpoint::CheckpointError;
 pub use layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Gelu, GlobalAvgPool, Layer, Linear,
-    MaxPool2d, Relu, Residual, RotatedGelu, RotatedRelu, Sequential,
+    AvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Dropout, Flatten, Gelu, GlobalAvgPool, Layer,
+    Linear, MaxPool2d, Relu, Residual, RotatedGelu, RotatedRelu, Sequential, Size2,
 };
 pub use models::{Activation, MnistNet};
 pub use module::{Module, ModuleExt};

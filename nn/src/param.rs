@@ -1,6 +1,6 @@
 //! Named parameters and the visitors that reach them.
 
-use rotor_engine::Tensor;
+use rotor_engine::{Gradients, Tensor};
 
 /// What role a parameter plays, so that optimizers and pruning can treat roles differently
 /// (weight decay on weights, the L1 penalty on rotated-activation slopes, ...).
@@ -40,12 +40,20 @@ impl Param {
         }
     }
 
-    /// The current value, a leaf that tracks gradients (use it in training forwards).
+    /// The parameter itself: the gradient-tracking leaf that a backward pass computes a
+    /// gradient for. Use it in training forwards, so that the loss reaches the parameter.
+    ///
+    /// To read this parameter's gradient, use [`Param::grad`] (the same as
+    /// `grads.get(param.tensor())`), never a lookup by [`Param::value`].
     pub fn tensor(&self) -> &Tensor {
         &self.tensor
     }
 
-    /// The current value without a gradient record (use it in inference forwards).
+    /// A detached copy of the current values, outside any gradient record. Use it in
+    /// inference forwards and to read the numbers, where tracking gradients would only cost.
+    ///
+    /// The copy is a new tensor with its own identity: `grads.get(&param.value())` finds
+    /// nothing, even after a backward pass through [`Param::tensor`]; use [`Param::grad`].
     pub fn value(&self) -> Tensor {
         self.tensor.detach()
     }
@@ -59,6 +67,26 @@ impl Param {
             kind: self.kind,
             frozen: self.frozen.clone(),
         }
+    }
+
+    /// This parameter's gradient among a backward pass's results, if the loss depended on
+    /// it through [`Param::tensor`] (a forward by [`Param::value`] leaves it out).
+    ///
+    /// ```
+    /// # use rotor_engine::{SeedableRng, SeededRng, Tensor};
+    /// # use rotor_nn::{Linear, Module};
+    /// let mut rng = SeededRng::seed_from_u64(0);
+    /// let mut layer = Linear::new(3, 2, true, &mut rng)?;
+    /// let x = Tensor::rand_uniform(&[4, 3], -1.0, 1.0, &mut rng)?;
+    /// let grads = layer.forward_train(&x)?.sum().backward()?;
+    /// let grad = layer.weight.grad(&grads).expect("the loss depends on the weight");
+    /// assert_eq!(grad.shape(), layer.weight.shape());
+    /// // The detached copy is another tensor, unknown to the backward pass.
+    /// assert!(grads.get(&layer.weight.value()).is_none());
+    /// # Ok::<(), rotor_engine::Error>(())
+    /// ```
+    pub fn grad<'g>(&self, grads: &'g Gradients) -> Option<&'g Tensor> {
+        grads.get(&self.tensor)
     }
 
     /// The role.
@@ -106,5 +134,33 @@ pub fn join_path(prefix: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{prefix}.{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rotor_engine::{SeedableRng, SeededRng, Tensor};
+
+    use crate::{BatchNorm2d, Conv2d, Module, Sequential};
+
+    #[test]
+    fn grad_finds_each_parameters_gradient_after_a_training_pass() {
+        let mut rng = SeededRng::seed_from_u64(4);
+        let mut model = Sequential::new()
+            .push("conv", Conv2d::new(2, 3, 3, 1, 1, &mut rng).unwrap())
+            .push("bn", BatchNorm2d::new(3).unwrap());
+        let x = Tensor::rand_uniform(&[2, 2, 4, 4], -1.0, 1.0, &mut rng).unwrap();
+        let loss = model.forward_train(&x).unwrap().square().sum();
+        let grads = loss.backward().unwrap();
+        let mut seen = 0;
+        model.visit_params("", &mut |name, param| {
+            let grad = param
+                .grad(&grads)
+                .unwrap_or_else(|| panic!("no gradient of {name}"));
+            assert_eq!(grad.shape(), param.shape(), "{name}");
+            assert!(grads.get(&param.value()).is_none(), "{name}");
+            seen += 1;
+        });
+        assert_eq!(seen, 4);
     }
 }

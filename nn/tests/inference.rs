@@ -81,12 +81,12 @@ fn mnist(seed: u64) -> Sequential {
 fn small_net(seed: u64) -> Sequential {
     let mut rng = SeededRng::seed_from_u64(seed);
     let mut norm = BatchNorm2d::new(5).expect("norm");
-    norm.gamma.update(|g| {
+    norm.weight.update(|g| {
         g.iter_mut()
             .enumerate()
             .for_each(|(i, g)| *g = 0.5 + 0.2 * i as f32)
     });
-    norm.beta.update(|b| {
+    norm.bias.update(|b| {
         b.iter_mut()
             .enumerate()
             .for_each(|(i, b)| *b = 0.1 * i as f32 - 0.2)

@@ -120,8 +120,8 @@ fn linear_matches_pytorch() {
 fn batch_norm(f: &Fixture) -> BatchNorm2d {
     let channels = f.meta_usize("channels");
     let mut layer = BatchNorm2d::new(channels).expect("batch norm");
-    layer.gamma = param(f, "gamma", ParamKind::NormScale);
-    layer.beta = param(f, "beta", ParamKind::NormShift);
+    layer.weight = param(f, "gamma", ParamKind::NormScale);
+    layer.bias = param(f, "beta", ParamKind::NormShift);
     layer.stats = RunningStats {
         mean: f.f32s("running_mean"),
         var: f.f32s("running_var"),
@@ -141,12 +141,12 @@ fn batch_norm_training_matches_pytorch() {
         f.check("running_var_after", &layer.stats.var, REL_TOL);
         f.check(
             "grad_gamma",
-            grad_of(&grads, &f, layer.gamma.tensor(), "gamma"),
+            grad_of(&grads, &f, layer.weight.tensor(), "gamma"),
             REL_TOL,
         );
         f.check(
             "grad_beta",
-            grad_of(&grads, &f, layer.beta.tensor(), "beta"),
+            grad_of(&grads, &f, layer.bias.tensor(), "beta"),
             REL_TOL,
         );
     }
@@ -170,12 +170,12 @@ fn batch_norm_evaluation_matches_pytorch() {
             REL_TOL,
         );
         assert!(
-            grads.get(layer.gamma.tensor()).is_none(),
+            layer.weight.grad(&grads).is_none(),
             "{name}: an evaluation forward records no parameter gradient"
         );
 
         // The same operation on the layer's own parameter leaves, for their gradients.
-        let (gamma, beta) = (layer.gamma.tensor(), layer.beta.tensor());
+        let (gamma, beta) = (layer.weight.tensor(), layer.bias.tensor());
         let tracked = input.batch_norm_eval(gamma, beta, &layer.stats, layer.eps);
         let grads = tracked
             .expect("batch_norm_eval")

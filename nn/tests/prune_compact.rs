@@ -32,9 +32,9 @@ fn rotated(channels: usize, dead: &[usize], rng: &mut SeededRng) -> RotatedRelu 
 /// A batch norm with random scales, shifts and running statistics.
 fn batch_norm(channels: usize, rng: &mut SeededRng) -> BatchNorm2d {
     let mut bn = BatchNorm2d::new(channels).unwrap();
-    bn.gamma
+    bn.weight
         .update(|g| g.iter_mut().for_each(|v| *v = rng.random_range(0.5..1.5)));
-    bn.beta
+    bn.bias
         .update(|b| b.iter_mut().for_each(|v| *v = rng.random_range(-0.5..0.5)));
     for m in &mut bn.stats.mean {
         *m = rng.random_range(-0.2..0.2);
@@ -203,11 +203,11 @@ fn residual_with_projection_and_batch_norm_gates() {
     let mut bn_body = batch_norm(5, &mut rng);
     let mut bn_skip = batch_norm(5, &mut rng);
     // Network Slimming: small scales mark dead channels (0 in both branches, 4 in one).
-    bn_body.gamma.update(|g| {
+    bn_body.weight.update(|g| {
         g[0] = 0.05;
         g[4] = -0.01;
     });
-    bn_skip.gamma.update(|g| g[0] = 0.0);
+    bn_skip.weight.update(|g| g[0] = 0.0);
     let block = Residual {
         body: Sequential::new()
             .push("conv", conv(3, 5, 3, 1, &mut rng).without_bias())

@@ -79,8 +79,8 @@ fn flatten_layers<'a>(model: &'a Sequential, prefix: &str, out: &mut Vec<(String
 /// The per-channel scale and shift of an evaluation-mode batch norm:
 /// `y = x * scale + shift`.
 fn norm_affine(norm: &BatchNorm2d) -> (Vec<f32>, Vec<f32>) {
-    let gamma = norm.gamma.value().to_vec();
-    let beta = norm.beta.value().to_vec();
+    let gamma = norm.weight.value().to_vec();
+    let beta = norm.bias.value().to_vec();
     let scale: Vec<f32> = gamma
         .iter()
         .zip(&norm.stats.var)
@@ -197,8 +197,8 @@ pub(super) fn compile(
                 }
                 steps.push(Step::BatchNorm {
                     norm: Normalization {
-                        gamma: norm.gamma.value().to_vec(),
-                        beta: norm.beta.value().to_vec(),
+                        gamma: norm.weight.value().to_vec(),
+                        beta: norm.bias.value().to_vec(),
                         mean: norm.stats.mean.clone(),
                         var: norm.stats.var.clone(),
                         eps: norm.eps,

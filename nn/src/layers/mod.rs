@@ -10,7 +10,7 @@ mod pool;
 mod sequential;
 
 pub use activation::{Gelu, Relu, RotatedGelu, RotatedRelu};
-pub use conv::Conv2d;
+pub use conv::{Conv2d, Conv2dOptions, Size2};
 pub(crate) use custom::check_per_channel;
 pub use custom::{ChannelFlow, CustomLayer};
 pub use dropout::Dropout;

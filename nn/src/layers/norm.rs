@@ -9,10 +9,12 @@ use crate::param::{Param, ParamKind, ParamVisitor, ParamVisitorMut, join_path};
 /// `nn.BatchNorm2d`, or `BatchNorm1d` on `[N, C]`).
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
-    /// The scale `gamma`, `[C]`, initially ones.
-    pub gamma: Param,
-    /// The shift `beta`, `[C]`, initially zeros.
-    pub beta: Param,
+    /// The per-channel scale, `[C]`, initially ones: the paper's and PyTorch's `gamma`,
+    /// named `weight` as in PyTorch's parameter paths.
+    pub weight: Param,
+    /// The per-channel shift, `[C]`, initially zeros: the paper's and PyTorch's `beta`,
+    /// named `bias` as in PyTorch's parameter paths.
+    pub bias: Param,
     /// The running mean and variance used in evaluation.
     pub stats: RunningStats,
     /// Weight of the newest batch in the running statistics (PyTorch's default 0.1).
@@ -28,8 +30,8 @@ impl BatchNorm2d {
     /// If the sizes overflow.
     pub fn new(channels: usize) -> Result<Self> {
         Ok(Self {
-            gamma: Param::new(&Tensor::ones(&[channels])?, ParamKind::NormScale),
-            beta: Param::new(&Tensor::zeros(&[channels])?, ParamKind::NormShift),
+            weight: Param::new(&Tensor::ones(&[channels])?, ParamKind::NormScale),
+            bias: Param::new(&Tensor::zeros(&[channels])?, ParamKind::NormShift),
             stats: RunningStats::new(channels),
             momentum: 0.1,
             eps: 1e-5,
@@ -38,15 +40,15 @@ impl BatchNorm2d {
 
     /// The number of channels.
     pub fn channels(&self) -> usize {
-        self.gamma.shape()[0]
+        self.weight.shape()[0]
     }
 }
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.batch_norm_eval(
-            &self.gamma.value(),
-            &self.beta.value(),
+            &self.weight.value(),
+            &self.bias.value(),
             &self.stats,
             self.eps,
         )
@@ -54,8 +56,8 @@ impl Module for BatchNorm2d {
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         x.batch_norm_train(
-            self.gamma.tensor(),
-            self.beta.tensor(),
+            self.weight.tensor(),
+            self.bias.tensor(),
             &mut self.stats,
             self.momentum,
             self.eps,
@@ -63,13 +65,13 @@ impl Module for BatchNorm2d {
     }
 
     fn visit_params(&self, prefix: &str, f: &mut ParamVisitor<'_>) {
-        f(&join_path(prefix, "weight"), &self.gamma);
-        f(&join_path(prefix, "bias"), &self.beta);
+        f(&join_path(prefix, "weight"), &self.weight);
+        f(&join_path(prefix, "bias"), &self.bias);
     }
 
     fn visit_params_mut(&mut self, prefix: &str, f: &mut ParamVisitorMut<'_>) {
-        f(&join_path(prefix, "weight"), &mut self.gamma);
-        f(&join_path(prefix, "bias"), &mut self.beta);
+        f(&join_path(prefix, "weight"), &mut self.weight);
+        f(&join_path(prefix, "bias"), &mut self.bias);
     }
 
     fn visit_buffers(&self, prefix: &str, f: &mut BufferVisitor<'_>) {

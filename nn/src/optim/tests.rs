@@ -203,14 +203,14 @@ fn norm_scale_l1_pulls_batch_norm_scales_and_leaves_slopes() {
 
     let mut rng = SeededRng::seed_from_u64(3);
     let mut bn = crate::BatchNorm2d::new(3).unwrap();
-    bn.gamma.update(|g| g.copy_from_slice(&[2.0, -0.5, 0.0]));
+    bn.weight.update(|g| g.copy_from_slice(&[2.0, -0.5, 0.0]));
     let x = Tensor::rand_uniform(&[4, 3], -1.0, 1.0, &mut rng).unwrap();
     // A loss whose gradient with respect to gamma is zero: the sum of a batch norm's
     // output does not depend on its scale.
     let grads = bn.forward_train(&x).unwrap().sum().backward().unwrap();
     let mut sgd = Sgd::new(1.0).norm_scale_l1(0.25).slope_l1(10.0);
     sgd.step(&mut bn, &grads);
-    let got = bn.gamma.tensor().to_vec();
+    let got = bn.weight.tensor().to_vec();
     for (g, want) in got.iter().zip([1.75, -0.25, 0.0]) {
         assert!((g - want).abs() < 1e-5, "{got:?}");
     }

@@ -68,7 +68,7 @@ pub(crate) fn for_each_param_step(
     mut update: impl FnMut(ParamStep<'_>, &mut [f32]),
 ) {
     model.visit_params_mut("", &mut |name, param| {
-        let Some(grad) = grads.get(param.tensor()) else {
+        let Some(grad) = param.grad(grads) else {
             return;
         };
         assert_eq!(

@@ -122,14 +122,14 @@ fn compact_batch_norm(bn: &BatchNorm2d, lp: &LayerPlan, gate: GateKind) -> Resul
             &format!("running statistics of a length other than its {channels} channels"),
         ));
     }
-    let gamma = gather_gate(&bn.gamma, lp, is_gate)?;
-    let beta = gather_gate(&bn.beta, lp, is_gate)?;
+    let weight = gather_gate(&bn.weight, lp, is_gate)?;
+    let bias = gather_gate(&bn.bias, lp, is_gate)?;
     let mut stats = bn.stats.clone();
     stats.mean = lp.kept_out.iter().map(|&c| bn.stats.mean[c]).collect();
     stats.var = lp.kept_out.iter().map(|&c| bn.stats.var[c]).collect();
     Ok(BatchNorm2d {
-        gamma,
-        beta,
+        weight,
+        bias,
         stats,
         momentum: bn.momentum,
         eps: bn.eps,

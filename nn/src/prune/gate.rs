@@ -22,7 +22,7 @@ impl GateKind {
         match (self, layer) {
             (GateKind::Slope, Layer::RotatedRelu(l)) => Some(&l.slope),
             (GateKind::Slope, Layer::RotatedGelu(l)) => Some(&l.slope),
-            (GateKind::NormScale, Layer::BatchNorm2d(l)) => Some(&l.gamma),
+            (GateKind::NormScale, Layer::BatchNorm2d(l)) => Some(&l.weight),
             _ => None,
         }
     }
@@ -33,7 +33,7 @@ impl GateKind {
         match (self, layer) {
             (GateKind::Slope, Layer::RotatedRelu(l)) => vec![&mut l.slope],
             (GateKind::Slope, Layer::RotatedGelu(l)) => vec![&mut l.slope],
-            (GateKind::NormScale, Layer::BatchNorm2d(l)) => vec![&mut l.gamma, &mut l.beta],
+            (GateKind::NormScale, Layer::BatchNorm2d(l)) => vec![&mut l.weight, &mut l.bias],
             _ => Vec::new(),
         }
     }
