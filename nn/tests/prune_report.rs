@@ -1,11 +1,15 @@
 //! The pruning report: JSON that parses back with totals equal to the sum of the rows,
-//! Markdown and PNGs written next to a checkpoint, with robustness when measured.
+//! Markdown and pictures (PNG, or SVG with real text) written next to a checkpoint, with
+//! robustness when measured.
+
+use std::path::Path;
 
 use rotor_engine::{SeedableRng, SeededRng};
 use rotor_nn::adversarial::{Attack, Pgd, RobustPoint, Robustness, RobustnessCurve};
 use rotor_nn::prune::{self, GateKind, PrunePlan, Savings, SweepPoint};
 use rotor_nn::report::{
-    Accuracies, GateHistogram, PruneReport, ReportPaths, RobustnessReport, RunReport, Throughput,
+    Accuracies, GateHistogram, ImageFormat, PruneReport, ReportPaths, RobustnessReport, RunReport,
+    Throughput,
 };
 use rotor_nn::{Activation, Layer, MnistNet};
 
@@ -142,10 +146,117 @@ fn writes_json_markdown_and_png_next_to_the_checkpoint() {
     );
     // The Markdown shows the picture written beside it by its relative name.
     assert!(md.contains("](mnist.report.png)"), "{md}");
-    let png = std::fs::read(&paths.png).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // Three gate layers and one sweep: two rows of two panels under the headline.
+    assert_drawn(&paths.png, (1120, 44 + 2 * 420));
+    assert!(!paths.svg.exists());
     assert!(!md.contains("Robustness"), "{md}");
     assert!(!paths.robustness_png.exists());
+}
+
+/// The PNG at `path` has the given size, and both its top band (the titles) and the rest
+/// (axes, ticks, lines and legends) hold dark pixels: not a blank canvas.
+fn assert_drawn(path: &Path, size: (u32, u32)) {
+    let png = std::fs::read(path).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let image = image::load_from_memory(&png).unwrap().to_luma8();
+    assert_eq!(image.dimensions(), size, "{}", path.display());
+    let dark = |x: std::ops::Range<u32>, y: std::ops::Range<u32>| {
+        y.flat_map(|y| x.clone().map(move |x| (x, y)))
+            .filter(|&(x, y)| image.get_pixel(x, y).0[0] < 128)
+            .count()
+    };
+    assert!(
+        dark(0..size.0, 0..80) > 400,
+        "no titles in {}",
+        path.display()
+    );
+    assert!(
+        dark(0..size.0, 80..size.1) > 4000,
+        "no plots in {}",
+        path.display()
+    );
+}
+
+/// The text of every `<text>` element of an SVG.
+fn svg_texts(svg: &str) -> Vec<&str> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim()))
+        .collect()
+}
+
+#[test]
+fn writes_svg_with_titles_axes_and_legends_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("mnist.safetensors");
+    let mut rotated = run_report();
+    rotated.robustness = Some(RobustnessReport {
+        dense: robustness(0.99, [0.9, 0.4, 0.8, 0.05]),
+        pruned: Some(robustness(0.98, [0.85, 0.3, 0.7, 0.01])),
+    });
+    let mut slimming = run_report();
+    slimming.method = "Network Slimming".into();
+    slimming.robustness = Some(RobustnessReport {
+        dense: robustness(0.97, [0.8, 0.2, 0.6, 0.0]),
+        pruned: None,
+    });
+    let report = PruneReport {
+        model: "MnistNet".into(),
+        dataset: "MNIST".into(),
+        runs: vec![rotated, slimming],
+    };
+    let paths = report.write_with(&checkpoint, ImageFormat::Svg).unwrap();
+    assert_eq!(paths, ReportPaths::next_to(&checkpoint));
+    assert_eq!(paths.figure(ImageFormat::Svg), paths.svg);
+    assert!(!paths.png.exists() && !paths.robustness_png.exists());
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(md.contains("](mnist.report.svg)"), "{md}");
+    assert!(md.contains("](mnist.robustness.svg)"), "{md}");
+
+    let svg = std::fs::read_to_string(&paths.svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    let texts = svg_texts(&svg);
+    for expected in [
+        "Pruning report: MnistNet on MNIST",
+        "rotated ReLU: gates of act1",
+        "rotated ReLU: gates of act2",
+        "rotated ReLU: gates of act3",
+        "rotated ReLU: threshold sweep",
+        "Network Slimming: threshold sweep",
+        "gate magnitude |slope|",
+        "channels",
+        "threshold zeta",
+        "validation accuracy (%)",
+        "saving (%)",
+        "unpruned accuracy",
+        "validation accuracy",
+        "computation saving (right)",
+        "memory saving (right)",
+    ] {
+        assert!(texts.contains(&expected), "{expected:?} not in {texts:?}");
+    }
+    // The histograms' and sweeps' legends name the threshold; tick labels are text too.
+    assert!(
+        texts.iter().any(|t| t.starts_with("chosen zeta = ")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.ends_with(" removed")), "{texts:?}");
+    assert!(texts.contains(&"100"), "{texts:?}");
+
+    let svg = std::fs::read_to_string(&paths.robustness_svg).unwrap();
+    let texts = svg_texts(&svg);
+    for expected in [
+        "FGSM (L-infinity, untargeted)",
+        "PGD-10 (L-infinity, untargeted)",
+        "epsilon (data units)",
+        "accuracy (%)",
+        "rotated ReLU, dense",
+        "rotated ReLU, pruned",
+        "Network Slimming, dense",
+    ] {
+        assert!(texts.contains(&expected), "{expected:?} not in {texts:?}");
+    }
+    assert!(!texts.contains(&"Network Slimming, pruned"), "{texts:?}");
 }
 
 #[test]
@@ -191,6 +302,7 @@ fn robustness_is_tabulated_and_drawn_for_each_network() {
     );
     assert!(md.contains("FGSM 1.2 / 1.2; PGD-10 10.5 / 10.5"), "{md}");
     assert!(md.contains("](mnist.robustness.png)"), "{md}");
-    let png = std::fs::read(&paths.robustness_png).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_drawn(&paths.robustness_png, (1120, 440));
+    // Three gate layers and two sweeps.
+    assert_drawn(&paths.png, (1120, 44 + 3 * 420));
 }

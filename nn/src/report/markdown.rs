@@ -120,29 +120,26 @@ fn robustness_section(md: &mut String, runs: &[RunReport]) {
     }
 }
 
-/// The Markdown that shows the PNG written next to it and says how to read it (the
-/// picture carries no text, so that drawing it needs no fonts).
-pub(super) fn figure_section(png: &Path) -> String {
-    let name = file_name(png);
+/// The Markdown that shows the main picture written next to it.
+pub(super) fn figure_section(figure: &Path) -> String {
     format!(
-        "\n## Figure\n\n![gate histograms and threshold sweep]({name})\n\n\
-         Top panels, one per gate layer: histogram of the gate magnitudes |a_c| (blue), the \
-         chosen zeta (red line). Bottom panels, one per method with a sweep: validation \
-         accuracy against zeta (blue, between the lowest and highest accuracy seen; the \
-         unpruned accuracy as a grey line), computation saving (red, 0 to 100%), the chosen \
-         zeta (green).\n"
+        "\n## Figure\n\n![gate histograms and threshold sweeps]({})\n",
+        file_name(figure)
     )
 }
 
 /// The Markdown that shows the robustness picture.
-pub(super) fn robustness_figure_section(png: &Path) -> String {
-    format!("\n![robust accuracy against epsilon]({})\n", file_name(png))
+pub(super) fn robustness_figure_section(figure: &Path) -> String {
+    format!(
+        "\n![robust accuracy against epsilon]({})\n",
+        file_name(figure)
+    )
 }
 
 /// A picture's name as Markdown beside it refers to it.
-fn file_name(png: &Path) -> String {
-    png.file_name().map_or_else(
-        || png.display().to_string(),
+fn file_name(figure: &Path) -> String {
+    figure.file_name().map_or_else(
+        || figure.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
 }

@@ -1,18 +1,20 @@
 //! The pruning report: what each method kept, removed and scored, as JSON, Markdown and
-//! a picture.
+//! pictures.
 //!
 //! A [`PruneReport`] holds one [`RunReport`] per method (the rotated ReLU, and baselines
 //! such as the plain ReLU or Network Slimming). [`PruneReport::write`] puts three files
 //! next to a checkpoint `model.safetensors`: `model.report.json` (serde),
 //! `model.report.md` (the tables [`PruneReport::to_markdown`] prints) and
-//! `model.report.png` (gate histograms and the threshold sweep, see
+//! `model.report.png` (gate histograms and the threshold sweeps, see
 //! [`PruneReport::draw`]); and, when a run measured adversarial robustness,
 //! `model.robustness.png` (robust accuracy against epsilon, see
-//! [`PruneReport::draw_robustness`]).
+//! [`PruneReport::draw_robustness`]). [`PruneReport::write_with`] writes the pictures as
+//! SVG instead ([`ImageFormat`]).
 
 mod markdown;
 mod plot;
 mod robustness;
+mod style;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adversarial::Robustness;
 use crate::prune::{GateKind, Savings, ZetaChoice};
+pub use style::ImageFormat;
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -139,28 +142,51 @@ pub struct PruneReport {
     pub runs: Vec<RunReport>,
 }
 
-/// The files [`PruneReport::write`] wrote.
+/// The files [`PruneReport::write`] and [`PruneReport::write_with`] write: each picture
+/// has a path per [`ImageFormat`], and only the chosen format's is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportPaths {
     /// The JSON report.
     pub json: PathBuf,
     /// The Markdown report.
     pub markdown: PathBuf,
-    /// The picture.
+    /// The picture as PNG.
     pub png: PathBuf,
-    /// The robustness picture, written only when a run measured robustness.
+    /// The robustness picture as PNG, written only when a run measured robustness.
     pub robustness_png: PathBuf,
+    /// The picture as SVG.
+    pub svg: PathBuf,
+    /// The robustness picture as SVG, written only when a run measured robustness.
+    pub robustness_svg: PathBuf,
 }
 
 impl ReportPaths {
     /// The paths next to `checkpoint`: its extension replaced by `report.json`,
-    /// `report.md`, `report.png` and `robustness.png`.
+    /// `report.md`, `report.png`, `robustness.png`, `report.svg` and `robustness.svg`.
     pub fn next_to(checkpoint: &Path) -> Self {
         Self {
             json: checkpoint.with_extension("report.json"),
             markdown: checkpoint.with_extension("report.md"),
             png: checkpoint.with_extension("report.png"),
             robustness_png: checkpoint.with_extension("robustness.png"),
+            svg: checkpoint.with_extension("report.svg"),
+            robustness_svg: checkpoint.with_extension("robustness.svg"),
+        }
+    }
+
+    /// The picture's path in `format`.
+    pub fn figure(&self, format: ImageFormat) -> &Path {
+        match format {
+            ImageFormat::Png => &self.png,
+            ImageFormat::Svg => &self.svg,
+        }
+    }
+
+    /// The robustness picture's path in `format`.
+    pub fn robustness_figure(&self, format: ImageFormat) -> &Path {
+        match format {
+            ImageFormat::Png => &self.robustness_png,
+            ImageFormat::Svg => &self.robustness_svg,
         }
     }
 }
@@ -194,16 +220,29 @@ impl PruneReport {
     /// # Errors
     /// If a file cannot be written or a picture cannot be drawn.
     pub fn write(&self, checkpoint: &Path) -> Result<ReportPaths, ReportError> {
+        self.write_with(checkpoint, ImageFormat::Png)
+    }
+
+    /// [`write`](Self::write) with the pictures in `format`; the Markdown shows those.
+    ///
+    /// # Errors
+    /// If a file cannot be written or a picture cannot be drawn.
+    pub fn write_with(
+        &self,
+        checkpoint: &Path,
+        format: ImageFormat,
+    ) -> Result<ReportPaths, ReportError> {
         let paths = ReportPaths::next_to(checkpoint);
         write_file(&paths.json, &self.to_json()?)?;
         let mut markdown = self.to_markdown();
-        markdown.push_str(&markdown::figure_section(&paths.png));
+        markdown.push_str(&markdown::figure_section(paths.figure(format)));
         if self.has_robustness() {
-            markdown.push_str(&markdown::robustness_figure_section(&paths.robustness_png));
-            self.draw_robustness(&paths.robustness_png)?;
+            let robustness = paths.robustness_figure(format);
+            markdown.push_str(&markdown::robustness_figure_section(robustness));
+            self.draw_robustness_as(robustness, format)?;
         }
         write_file(&paths.markdown, &markdown)?;
-        self.draw(&paths.png)?;
+        self.draw_as(paths.figure(format), format)?;
         Ok(paths)
     }
 }

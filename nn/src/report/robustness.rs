@@ -1,28 +1,17 @@
 //! The robustness picture: robust accuracy against epsilon, a panel per attack, with
-//! labelled axes and a legend (in a font bundled with the library, so no font need be
-//! installed on the machine that draws it).
+//! labelled axes and a legend in the style of the report's other picture.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
+use super::style::{self, COLORS, DrawResult, Figure, ImageFormat};
 use super::{PruneReport, ReportError};
 use crate::adversarial::Robustness;
 
 const PANEL_WIDTH: u32 = 560;
 const HEIGHT: u32 = 440;
-/// The family name the bundled font is registered under.
-const FONT: &str = "sans-serif";
-/// Line colours, one per method: dark and far apart on white.
-const COLORS: [RGBColor; 5] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
 
 impl PruneReport {
     /// Draws robust accuracy (percent) against epsilon (the data's units), one panel per
@@ -34,24 +23,24 @@ impl PruneReport {
     /// If no run measured robustness, the font cannot be loaded or the file cannot be
     /// written.
     pub fn draw_robustness(&self, path: &Path) -> Result<(), ReportError> {
-        let fail = |reason: String| ReportError::Plot {
-            path: path.to_path_buf(),
-            reason,
-        };
+        self.draw_robustness_as(path, ImageFormat::Png)
+    }
+
+    /// [`draw_robustness`](Self::draw_robustness) in `format`.
+    ///
+    /// # Errors
+    /// If no run measured robustness, the font cannot be loaded or the file cannot be
+    /// written.
+    pub fn draw_robustness_as(&self, path: &Path, format: ImageFormat) -> Result<(), ReportError> {
         let series = self.robustness_series();
         let Some((_, _, first)) = series.first() else {
-            return Err(fail("no run measured robustness".into()));
+            return Err(ReportError::Plot {
+                path: path.to_path_buf(),
+                reason: "no run measured robustness".into(),
+            });
         };
-        register_bundled_font().map_err(fail)?;
-        let attacks: Vec<String> = first.curves.iter().map(|c| c.attack.name()).collect();
-        let panels = u32::try_from(attacks.len().max(1)).unwrap_or(1);
-        let root = BitMapBackend::new(path, (PANEL_WIDTH * panels, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
-        let areas = root.split_evenly((1, attacks.len().max(1)));
-        for (a, (attack, area)) in attacks.iter().zip(&areas).enumerate() {
-            panel(area, attack, a, &series).map_err(|e| fail(e.to_string()))?;
-        }
-        root.present().map_err(|e| fail(e.to_string()))
+        let attacks = first.curves.iter().map(|c| c.attack.name()).collect();
+        style::render(&RobustnessFigure { attacks, series }, path, format)
     }
 
     /// Every measured network as (method, stage, measurements), in report order.
@@ -70,27 +59,34 @@ impl PruneReport {
     }
 }
 
-/// Registers DejaVu Sans once per process.
-fn register_bundled_font() -> Result<(), String> {
-    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
-                .map_err(|_| "the bundled DejaVu Sans font did not load".to_string())
-        })
-        .clone()
+/// One panel per attack, side by side.
+struct RobustnessFigure<'a> {
+    attacks: Vec<String>,
+    series: Vec<(&'a str, &'static str, &'a Robustness)>,
 }
 
-type DrawResult =
-    Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
+impl Figure for RobustnessFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        let panels = u32::try_from(self.attacks.len().max(1)).unwrap_or(1);
+        (PANEL_WIDTH * panels, HEIGHT)
+    }
+
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let areas = root.split_evenly((1, self.attacks.len().max(1)));
+        for (a, (attack, area)) in self.attacks.iter().zip(&areas).enumerate() {
+            panel(area, attack, a, &self.series)?;
+        }
+        Ok(())
+    }
+}
 
 /// One attack's panel: the `attack`-th curve of every series.
-fn panel(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
     attack: &str,
     index: usize,
     series: &[(&str, &'static str, &Robustness)],
-) -> DrawResult {
+) -> DrawResult<DB> {
     let x_max = series
         .iter()
         .filter_map(|(_, _, r)| r.curves.get(index))
@@ -98,21 +94,15 @@ fn panel(
         .fold(0.0, f64::max)
         .max(1e-3)
         * 1.05;
-    let mut chart = ChartBuilder::on(area)
-        .caption(format!("{attack} (L-infinity, untargeted)"), (FONT, 20))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
+    let mut chart = style::chart(area, &format!("{attack} (L-infinity, untargeted)"))
         .build_cartesian_2d(0.0..x_max, 0.0..100.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("epsilon (data units)")
-        .y_desc("accuracy (%)")
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(WHITE)
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 16))
-        .draw()?;
+    style::axes(
+        &mut chart.configure_mesh(),
+        "epsilon (data units)",
+        "accuracy (%)",
+    )
+    .y_label_formatter(&|v| format!("{v:.0}"))
+    .draw()?;
     let mut methods: Vec<&str> = Vec::new();
     for (method, _, _) in series {
         if !methods.contains(method) {
@@ -163,12 +153,5 @@ fn panel(
             )?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    style::legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
