@@ -12,3 +12,8 @@ pub use rotor_nn as nn;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+// So is the embedding walk-through.
+#[doc = include_str!("../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct EmbeddingDoctests;

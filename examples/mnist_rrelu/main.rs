@@ -224,11 +224,11 @@ fn run(args: Args) -> AnyResult<()> {
     if two_step {
         prune::train_only(&mut model, &[ParamKind::Slope]);
     }
-    let mut optimizer = make_optimizer(optimizer_kind, lr, args.decay(), args.l1, 0.0);
+    let optimizer = make_optimizer(optimizer_kind, lr, args.decay(), args.l1, 0.0);
     let what = if two_step { "slopes" } else { "epoch" };
     train(
         &mut model,
-        optimizer.as_mut(),
+        optimizer,
         lr,
         args.epochs,
         (&data.train, &data.val),
@@ -238,11 +238,6 @@ fn run(args: Args) -> AnyResult<()> {
     checkpoint::save(&model, &args.save)?;
     println!("saved {}", args.save.display());
 
-    let seed = args.seed;
-    let rebuild_main = move || -> AnyResult<Sequential> {
-        let net = MnistNet::new(activation, &mut SeededRng::seed_from_u64(seed))?;
-        Ok(net.into_sequential())
-    };
     let (name, gate) = match activation {
         Activation::Rotated => ("rotated ReLU", Some(GateKind::Slope)),
         Activation::Relu => ("ReLU", None),
@@ -250,7 +245,6 @@ fn run(args: Args) -> AnyResult<()> {
     let main_method = Method {
         name,
         gate,
-        rebuild: &rebuild_main,
         weights_only: two_step,
         time_inference: true,
     };
@@ -301,62 +295,57 @@ fn run(args: Args) -> AnyResult<()> {
 /// Trains the plain-ReLU net with the same epochs, optimizer and data as the main run
 /// (nothing to prune: the reference accuracy and cost).
 fn relu_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
-    let (lr, kind) = args.learning_rate();
-    let seed = args.seed;
-    let rebuild_relu = move || -> AnyResult<Sequential> {
-        let net = MnistNet::new(Activation::Relu, &mut SeededRng::seed_from_u64(seed))?;
-        Ok(net.into_sequential())
-    };
-    let mut relu = rebuild_relu()?;
-    let mut optimizer = make_optimizer(kind, lr, args.decay(), 0.0, 0.0);
-    train(
-        &mut relu,
-        optimizer.as_mut(),
-        lr,
-        args.epochs,
-        (&data.train, &data.val),
-        args,
-        "ReLU",
-    )?;
+    let relu = MnistNet::new(Activation::Relu, &mut SeededRng::seed_from_u64(args.seed))?;
     let method = Method {
         name: "ReLU",
         gate: None,
-        rebuild: &rebuild_relu,
         weights_only: false,
         time_inference: false,
     };
-    Ok(prune_method(&method, &relu, data, args)?.0)
+    baseline(&method, relu.into_sequential(), 0.0, args, data)
 }
 
 /// Trains, prunes and fine-tunes the Network Slimming net with the same epochs, optimizer
 /// and data as the main run.
 fn slimming_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
-    let (lr, kind) = args.learning_rate();
-    let seed = args.seed;
-    let rebuild_slimming = move || -> AnyResult<Sequential> {
-        let net = MnistNet::with_batch_norm([32, 64, 128], &mut SeededRng::seed_from_u64(seed))?;
-        Ok(net.into_sequential())
+    let slimming =
+        MnistNet::with_batch_norm([32, 64, 128], &mut SeededRng::seed_from_u64(args.seed))?;
+    let method = Method {
+        name: "Network Slimming",
+        gate: Some(GateKind::NormScale),
+        weights_only: false,
+        time_inference: false,
     };
-    let mut slimming = rebuild_slimming()?;
-    let mut optimizer = make_optimizer(kind, lr, args.decay(), 0.0, args.slimming_l1);
-    let what = "Network Slimming";
+    baseline(
+        &method,
+        slimming.into_sequential(),
+        args.slimming_l1,
+        args,
+        data,
+    )
+}
+
+/// Trains `net` with the main run's epochs, optimizer and data (and an L1 penalty of
+/// `scale_l1` on batch-norm scales), then prunes it as `method` says.
+fn baseline(
+    method: &Method<'_>,
+    mut net: Sequential,
+    scale_l1: f32,
+    args: &Args,
+    data: &Splits,
+) -> AnyResult<RunReport> {
+    let (lr, kind) = args.learning_rate();
+    let optimizer = make_optimizer(kind, lr, args.decay(), 0.0, scale_l1);
     train(
-        &mut slimming,
-        optimizer.as_mut(),
+        &mut net,
+        optimizer,
         lr,
         args.epochs,
         (&data.train, &data.val),
         args,
-        what,
+        method.name,
     )?;
-    let method = Method {
-        name: what,
-        gate: Some(GateKind::NormScale),
-        rebuild: &rebuild_slimming,
-        weights_only: false,
-        time_inference: false,
-    };
-    Ok(prune_method(&method, &slimming, data, args)?.0)
+    Ok(prune_method(method, &net, data, args)?.0)
 }
 
 /// Training (less the validation split, optionally limited), validation and test sets.

@@ -1,17 +1,19 @@
-//! Training, evaluation and timing loops shared by every network the example trains.
-
-use std::time::Instant;
+//! The example's side of training: its command-line optimizer choice, progress bars, and
+//! the MNIST datasets turned into the library's labelled batches.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rotor::datasets::{BatchOptions, ImageDataset};
+use rotor::datasets::{Batch, BatchOptions, ImageDataset};
 use rotor::nn::inference::{InferencePlan, PlanOptions};
-use rotor::nn::metrics::count_correct;
-use rotor::nn::{Adam, AdamW, Module, Optimizer, Sequential, Sgd};
+use rotor::nn::train::{Callback, EpochSummary, StepInfo, TrainError, Trainer, evaluate};
+use rotor::nn::{Adam, AdamW, CosineAnnealingLr, Module, Optimizer, Sequential, Sgd};
 
 use crate::{Args, OptimizerKind};
 
 /// Result type of the example.
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Batch size of evaluation.
+const EVAL_BATCH: usize = 500;
 
 /// An optimizer of the chosen kind with learning rate `lr`, weight decay on every
 /// parameter (an L2 term in the gradient for SGD and Adam, decoupled for AdamW) and the
@@ -59,111 +61,110 @@ pub fn progress(len: usize, prefix: String) -> AnyResult<ProgressBar> {
     Ok(bar)
 }
 
-/// One pass over the shuffled training set; returns the mean training loss.
-pub fn train_epoch(
-    model: &mut dyn Module,
-    optimizer: &mut dyn Optimizer,
-    train: &ImageDataset,
-    args: &Args,
-    epoch: usize,
-    label: &str,
-) -> AnyResult<f64> {
+/// The fraction of `data` classified correctly, in evaluation mode.
+pub fn accuracy(model: &dyn Module, data: &ImageDataset) -> Result<f64, TrainError> {
     let options = BatchOptions {
-        batch_size: args.batch_size,
-        shuffle_seed: Some(args.seed),
+        batch_size: EVAL_BATCH,
         ..BatchOptions::default()
     };
-    let batches = train.batches(&options, epoch as u64);
-    let bar = progress(batches.len(), label.to_string())?;
-    let started = Instant::now();
-    let (mut loss_sum, mut seen) = (0.0f64, 0usize);
-    for batch in batches {
-        let (images, labels) = batch.into_tensor()?;
-        let loss = model.forward_train(&images)?.cross_entropy(&labels)?;
-        let grads = loss.backward()?;
-        let loss_value = f64::from(loss.to_scalar()?);
-        drop(loss);
-        optimizer.step(model, &grads);
-        loss_sum += loss_value * labels.len() as f64;
-        seen += labels.len();
-        bar.inc(1);
-        if bar.position() % 20 == 0 {
-            let rate = seen as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!(
-                "loss {:.4}, {rate:.0} images/s",
-                loss_sum / seen as f64
-            ));
-        }
-    }
-    bar.finish_and_clear();
-    Ok(loss_sum / seen.max(1) as f64)
+    Ok(evaluate(model, data.batches(&options, 0).map(Batch::into_tensor))?.accuracy())
 }
 
-/// Trains `epochs` epochs with a cosine schedule from `lr`, printing a line per epoch
-/// with the validation accuracy.
+/// Trains `epochs` epochs with `optimizer` on a cosine schedule from `lr`, printing a line
+/// per epoch with the validation accuracy.
 pub fn train(
     model: &mut dyn Module,
-    optimizer: &mut dyn Optimizer,
+    optimizer: Box<dyn Optimizer>,
     lr: f32,
     epochs: usize,
     (train, val): (&ImageDataset, &ImageDataset),
     args: &Args,
     what: &str,
 ) -> AnyResult<()> {
-    use rotor::nn::{CosineAnnealingLr, LrSchedule};
-
-    let schedule = CosineAnnealingLr::new(lr, epochs.max(1));
-    for epoch in 0..epochs {
-        optimizer.set_lr(schedule.lr(epoch));
-        let started = Instant::now();
-        let label = format!("{what} {}/{epochs}", epoch + 1);
-        let loss = train_epoch(model, optimizer, train, args, epoch, &label)?;
-        let seconds = started.elapsed().as_secs_f64();
-        let accuracy = evaluate(model, val, 500)?;
-        println!(
-            "{label}: train loss {loss:.4}, validation accuracy {:.2}%, {seconds:.1} s, {:.0} images/s",
-            100.0 * accuracy,
-            train.len() as f64 / seconds
-        );
-    }
+    let options = BatchOptions {
+        batch_size: args.batch_size,
+        shuffle_seed: Some(args.seed),
+        ..BatchOptions::default()
+    };
+    let mut trainer =
+        Trainer::with_boxed(optimizer, epochs).schedule(CosineAnnealingLr::new(lr, epochs.max(1)));
+    let mut display = EpochDisplay {
+        what,
+        val,
+        bar: None,
+    };
+    trainer.fit(
+        model,
+        |epoch| {
+            train
+                .batches(&options, epoch as u64)
+                .map(Batch::into_tensor)
+        },
+        &mut [&mut display],
+    )?;
     Ok(())
 }
 
-/// The fraction of `data` classified correctly, in evaluation mode.
-pub fn evaluate(model: &dyn Module, data: &ImageDataset, batch_size: usize) -> AnyResult<f64> {
-    let options = BatchOptions {
-        batch_size,
-        ..BatchOptions::default()
-    };
-    let mut correct = 0;
-    for batch in data.batches(&options, 0) {
-        let (images, labels) = batch.into_tensor()?;
-        correct += count_correct(&model.forward(&images)?, &labels)?;
-    }
-    Ok(correct as f64 / data.len().max(1) as f64)
+/// A progress bar during each epoch and a line after it with the validation accuracy.
+struct EpochDisplay<'a> {
+    what: &'a str,
+    val: &'a ImageDataset,
+    bar: Option<ProgressBar>,
 }
 
-/// Images per second of inference over `data` through the compiled inference plan
-/// (no autodiff, buffers reused; batches prepared beforehand, so only inference is timed).
-pub fn images_per_second(
-    model: &Sequential,
-    data: &ImageDataset,
-    batch_size: usize,
-) -> AnyResult<f64> {
-    let plan = InferencePlan::compile(
+impl EpochDisplay<'_> {
+    fn label(&self, epoch: usize, epochs: usize) -> String {
+        format!("{} {}/{epochs}", self.what, epoch + 1)
+    }
+}
+
+impl Callback for EpochDisplay<'_> {
+    fn on_epoch_start(
+        &mut self,
+        epoch: usize,
+        epochs: usize,
+        batches: Option<usize>,
+    ) -> Result<(), TrainError> {
+        let bar = progress(batches.unwrap_or(0), self.label(epoch, epochs))
+            .map_err(|e| TrainError::Callback(e.to_string().into()))?;
+        self.bar = Some(bar);
+        Ok(())
+    }
+
+    fn on_step(&mut self, step: &StepInfo) -> Result<(), TrainError> {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            if step.step.is_multiple_of(20) {
+                bar.set_message(format!(
+                    "loss {:.4}, {:.0} images/s",
+                    step.mean_loss, step.images_per_second
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: &EpochSummary, model: &dyn Module) -> Result<(), TrainError> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!(
+            "{}: train loss {:.4}, validation accuracy {:.2}%, {:.1} s, {:.0} images/s",
+            self.label(epoch.epoch, epoch.epochs),
+            epoch.mean_loss,
+            100.0 * accuracy(model, self.val)?,
+            epoch.seconds,
+            epoch.images_per_second()
+        );
+        Ok(())
+    }
+}
+
+/// A compiled inference plan of `model` for `data`'s images.
+pub fn plan_for(model: &Sequential, data: &ImageDataset) -> AnyResult<InferencePlan> {
+    Ok(InferencePlan::compile(
         model,
         &[1, data.rows(), data.cols()],
         PlanOptions::default(),
-    )?;
-    let mut workspace = plan.workspace();
-    let options = BatchOptions {
-        batch_size,
-        ..BatchOptions::default()
-    };
-    let batches: Vec<_> = data.batches(&options, 0).collect();
-    let started = Instant::now();
-    for batch in &batches {
-        std::hint::black_box(plan.run(&batch.images, batch.len(), &mut workspace)?);
-    }
-    Ok(data.len() as f64 / started.elapsed().as_secs_f64())
+    )?)
 }
