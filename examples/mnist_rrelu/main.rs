@@ -2,7 +2,8 @@
 //! then prunes the channels training switched off: chooses the threshold zeta on a
 //! validation split held out of the training set, removes the dead channels, fine-tunes
 //! the smaller network, measures dense against compacted inference, and writes a report
-//! (`.report.json`, `.report.md`, `.report.png`) next to the checkpoint.
+//! (`.report.json`, `.report.md`, `.report.png` or, with `--svg`, `.report.svg`) next to
+//! the checkpoint.
 //!
 //! ```sh
 //! cargo run --release --example mnist_rrelu
@@ -22,7 +23,7 @@ use clap::{Parser, ValueEnum};
 use rotor::datasets::{self, Subset, ValidationSize};
 use rotor::engine::{SeedableRng, SeededRng};
 use rotor::nn::prune::{self, GateKind};
-use rotor::nn::report::{PruneReport, RunReport};
+use rotor::nn::report::{ImageFormat, PruneReport, RunReport};
 use rotor::nn::{Activation, MnistNet, ModuleExt, ParamKind, Sequential, checkpoint};
 
 use pruning::{Method, Splits, prune_method};
@@ -136,6 +137,9 @@ struct Args {
     /// Attack only the first N test images (quick runs).
     #[arg(long)]
     attack_limit: Option<usize>,
+    /// Draw the report's pictures as SVG (text stays text) instead of PNG.
+    #[arg(long)]
+    svg: bool,
 }
 
 impl Args {
@@ -252,7 +256,7 @@ fn run(args: Args) -> AnyResult<()> {
     let pruned_path = args.save.with_extension("pruned.safetensors");
     checkpoint::save(&small, &pruned_path)?;
     println!(
-        "saved {} ({} parameters)",
+        "saved {} ({} parameters; `Sequential::load` rebuilds it at these widths)",
         pruned_path.display(),
         small.param_count()
     );
@@ -278,15 +282,20 @@ fn run(args: Args) -> AnyResult<()> {
         runs,
     };
     println!("\n{}", report.to_markdown());
-    let paths = report.write(&args.save)?;
+    let format = if args.svg {
+        ImageFormat::Svg
+    } else {
+        ImageFormat::Png
+    };
+    let paths = report.write_with(&args.save, format)?;
     println!(
         "wrote {}, {} and {}",
         paths.json.display(),
         paths.markdown.display(),
-        paths.png.display()
+        paths.figure(format).display()
     );
     if report.has_robustness() {
-        println!("wrote {}", paths.robustness_png.display());
+        println!("wrote {}", paths.robustness_figure(format).display());
     }
     println!("finished in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::process::Command;
 
-use rotor_engine::{Error, SeedableRng, SeededRng, Tensor};
+use rotor_engine::{Error, Gradients, Rng, SeedableRng, SeededRng, Tensor};
 use rotor_nn::architecture::CustomLayers;
 use rotor_nn::checkpoint::{self, CheckpointError};
 use rotor_nn::inference::{InferencePlan, PlanOptions};
@@ -508,4 +508,28 @@ fn a_pruned_network_loads_in_another_process() {
         .collect();
     assert_eq!(output, pruned.forward(&x).unwrap().to_vec());
     assert_close(&output, &net.forward(&x).unwrap().to_vec(), 1e-5);
+}
+
+#[test]
+fn an_optimizer_steps_on_gradients_given_by_hand() {
+    let mut rng = SeededRng::seed_from_u64(9);
+    let mut layer = Linear::new(3, 2, true, &mut rng).unwrap();
+    let before = layer.weight.tensor().to_vec();
+    let given: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut grads = Gradients::new();
+    grads
+        .insert(
+            layer.weight.tensor(),
+            Tensor::from_vec(given.clone(), &[2, 3]).unwrap(),
+        )
+        .unwrap();
+    let bias_before = layer.bias.as_ref().unwrap().tensor().to_vec();
+    rotor_nn::Optimizer::step(&mut Sgd::new(0.5), &mut layer, &grads);
+    let after = layer.weight.tensor().to_vec();
+    for ((b, a), g) in before.iter().zip(&after).zip(&given) {
+        assert!((b - 0.5 * g - a).abs() < 1e-6, "{b} - 0.5 * {g} != {a}");
+    }
+    assert_eq!(layer.weight.grad(&grads).unwrap().to_vec(), given);
+    // No gradient given for the bias: it stays.
+    assert_eq!(layer.bias.as_ref().unwrap().tensor().to_vec(), bias_before);
 }
