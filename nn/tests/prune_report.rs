@@ -185,26 +185,32 @@ fn svg_texts(svg: &str) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn writes_svg_with_titles_axes_and_legends_as_text() {
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = dir.path().join("mnist.safetensors");
+/// A report of the rotated-ReLU run (robustness dense and pruned) and a run of `second`
+/// (robustness of the dense network only).
+fn robust_report(second: &str) -> PruneReport {
     let mut rotated = run_report();
     rotated.robustness = Some(RobustnessReport {
         dense: robustness(0.99, [0.9, 0.4, 0.8, 0.05]),
         pruned: Some(robustness(0.98, [0.85, 0.3, 0.7, 0.01])),
     });
-    let mut slimming = run_report();
-    slimming.method = "Network Slimming".into();
-    slimming.robustness = Some(RobustnessReport {
+    let mut other = run_report();
+    other.method = second.into();
+    other.robustness = Some(RobustnessReport {
         dense: robustness(0.97, [0.8, 0.2, 0.6, 0.0]),
         pruned: None,
     });
-    let report = PruneReport {
+    PruneReport {
         model: "MnistNet".into(),
         dataset: "MNIST".into(),
-        runs: vec![rotated, slimming],
-    };
+        runs: vec![rotated, other],
+    }
+}
+
+#[test]
+fn writes_svg_with_titles_axes_and_legends_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("mnist.safetensors");
+    let report = robust_report("Network Slimming");
     let paths = report.write_with(&checkpoint, ImageFormat::Svg).unwrap();
     assert_eq!(paths, ReportPaths::next_to(&checkpoint));
     assert_eq!(paths.figure(ImageFormat::Svg), paths.svg);
@@ -263,22 +269,7 @@ fn writes_svg_with_titles_axes_and_legends_as_text() {
 fn robustness_is_tabulated_and_drawn_for_each_network() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("mnist.safetensors");
-    let mut rotated = run_report();
-    rotated.robustness = Some(RobustnessReport {
-        dense: robustness(0.99, [0.9, 0.4, 0.8, 0.05]),
-        pruned: Some(robustness(0.98, [0.85, 0.3, 0.7, 0.01])),
-    });
-    let mut relu = run_report();
-    relu.method = "ReLU".into();
-    relu.robustness = Some(RobustnessReport {
-        dense: robustness(0.97, [0.8, 0.2, 0.6, 0.0]),
-        pruned: None,
-    });
-    let report = PruneReport {
-        model: "MnistNet".into(),
-        dataset: "MNIST".into(),
-        runs: vec![rotated, relu],
-    };
+    let report = robust_report("ReLU");
     assert!(report.has_robustness());
     let paths = report.write(&checkpoint).unwrap();
     assert_eq!(
