@@ -4,6 +4,8 @@
 pub mod adversarial;
 pub mod architecture;
 pub mod checkpoint;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod inference;
 pub mod init;
 pub mod layers;

@@ -28,11 +28,13 @@
 mod callback;
 mod error;
 mod evaluate;
+mod sync;
 mod trainer;
 
 pub use callback::{Callback, SaveEveryEpoch};
 pub use error::TrainError;
 pub use evaluate::{Evaluation, evaluate};
+pub use sync::{FlatGradients, GradientSync, LocalStep, shard};
 pub use trainer::{EpochSummary, History, StepInfo, Trainer};
 
 /// One batch: inputs `[N, ...]` and one class index per input.

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use rotor_engine::Result;
+use rotor_engine::{Gradients, Result};
 
-use super::{Callback, LabelledBatch, TrainError};
+use super::{Callback, GradientSync, LabelledBatch, LocalStep, TrainError};
 use crate::module::Module;
 use crate::optim::{LrSchedule, Optimizer};
 
@@ -64,6 +64,7 @@ pub struct History {
 pub struct Trainer {
     optimizer: Box<dyn Optimizer>,
     schedule: Option<Box<dyn LrSchedule>>,
+    sync: Option<Box<dyn GradientSync>>,
     epochs: usize,
 }
 
@@ -78,6 +79,7 @@ impl Trainer {
         Self {
             optimizer,
             schedule: None,
+            sync: None,
             epochs,
         }
     }
@@ -85,6 +87,15 @@ impl Trainer {
     /// Sets the learning rate of each epoch from `schedule` (builder style).
     pub fn schedule(mut self, schedule: impl LrSchedule + 'static) -> Self {
         self.schedule = Some(Box::new(schedule));
+        self
+    }
+
+    /// Trains data-parallel with other workers through `sync` (builder style): each
+    /// worker's data gives its shard of every batch (see [`shard`](super::shard)), and
+    /// every step applies the gradient of the whole batch's mean loss on every worker.
+    /// Step and epoch figures given to callbacks are the whole batch's.
+    pub fn sync(mut self, sync: impl GradientSync + 'static) -> Self {
+        self.sync = Some(Box::new(sync));
         self
     }
 
@@ -108,6 +119,9 @@ impl Trainer {
     where
         B: IntoIterator<Item = Result<LabelledBatch>>,
     {
+        if let Some(sync) = &mut self.sync {
+            sync.start(model)?;
+        }
         let mut history = History::default();
         for epoch in 0..self.epochs {
             if let Some(schedule) = &self.schedule {
@@ -126,17 +140,28 @@ impl Trainer {
             let (mut loss_sum, mut images, mut step) = (0.0f64, 0usize, 0usize);
             for batch in batches {
                 let (inputs, labels) = batch?;
-                let loss = model.forward_train(&inputs)?.cross_entropy(&labels)?;
-                let grads = loss.backward()?;
-                let loss_value = f64::from(loss.to_scalar()?);
-                // NOTE: the graph holds the parameters; dropping it first lets the
-                // optimizer update them in place instead of copying each.
-                drop(loss);
+                let (mut grads, mut local) = if labels.is_empty() && self.sync.is_some() {
+                    // NOTE: a worker whose shard of a short last batch is empty still takes
+                    // part in the reduction, with nothing to add.
+                    (Gradients::new(), LocalStep { inputs: 0, mean_loss: 0.0 })
+                } else {
+                    let loss = model.forward_train(&inputs)?.cross_entropy(&labels)?;
+                    let grads = loss.backward()?;
+                    let mean_loss = f64::from(loss.to_scalar()?);
+                    // NOTE: the graph holds the parameters; dropping it first lets the
+                    // optimizer update them in place instead of copying each.
+                    drop(loss);
+                    (grads, LocalStep { inputs: labels.len(), mean_loss })
+                };
+                if let Some(sync) = &mut self.sync {
+                    local = sync.sync(model, &mut grads, local)?;
+                }
                 self.optimizer.step(model, &grads);
                 drop(grads);
                 step += 1;
-                loss_sum += loss_value * labels.len() as f64;
-                images += labels.len();
+                loss_sum += local.mean_loss * local.inputs as f64;
+                images += local.inputs;
+                let loss_value = local.mean_loss;
                 let info = StepInfo {
                     epoch,
                     step,
