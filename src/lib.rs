@@ -4,7 +4,7 @@
 //! This crate re-exports the workspace's crates under short names.
 //!
 //! Features, all off by default so that an embedding program compiles no image or plotting
-//! code: `datasets` ([`datasets`]: IDX files, the shipped MNIST, picture decoding),
+//! code: `datasets` (`rotor::datasets`: IDX files, the shipped MNIST, picture decoding),
 //! `report` (`nn::report`: the pruning report's tables and pictures), `full` (both).
 
 #[cfg(feature = "datasets")]
