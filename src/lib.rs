@@ -2,7 +2,12 @@
 //! channels they switch off, and turns the saved FLOPs into saved wall-clock time.
 //!
 //! This crate re-exports the workspace's crates under short names.
+//!
+//! Features, all off by default so that an embedding program compiles no image or plotting
+//! code: `datasets` (`rotor::datasets`: IDX files, the shipped MNIST, picture decoding),
+//! `report` (`nn::report`: the pruning report's tables and pictures), `full` (both).
 
+#[cfg(feature = "datasets")]
 pub use rotor_datasets as datasets;
 pub use rotor_engine as engine;
 pub use rotor_kernels as kernels;

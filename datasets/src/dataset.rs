@@ -7,21 +7,30 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::DatasetError;
+use crate::error::Origin;
 use crate::idx::IdxArray;
 use crate::normalization::Normalization;
 
-/// Labelled grey-level images, all of `rows x cols` pixels.
+/// Number of classes of MNIST and of Fashion-MNIST (digits 0 to 9, ten kinds of clothing):
+/// what [`ImageDataset::from_idx`], [`load_idx_dir`](crate::load_idx_dir) and
+/// [`load_mnist`](crate::load_mnist) check labels against.
+pub const MNIST_CLASSES: usize = 10;
+
+/// Labelled grey-level images, all of `rows x cols` pixels, each label below a declared class
+/// count.
 ///
 /// Layout: `images` holds `len() * rows * cols` bytes, image after image, each row-major
-/// (0 = black, 255 = white, as in MNIST); `labels[i]` is the class of image `i`. Bytes take a
-/// quarter of the memory of floats; batches convert to normalised `f32` on the way out
-/// (see [`ImageDataset::batches`](crate::ImageDataset::batches)).
+/// (0 = black, 255 = white, as in MNIST); `labels[i]` is the class of image `i`, in
+/// `0..num_classes()`. Bytes take a quarter of the memory of floats; batches convert to
+/// normalised `f32` on the way out (see
+/// [`ImageDataset::batches`](crate::ImageDataset::batches)).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ImageDataset {
     images: Vec<u8>,
     labels: Vec<u8>,
     rows: usize,
     cols: usize,
+    classes: usize,
 }
 
 /// How much of a dataset [`ImageDataset::split`] holds out for validation.
@@ -34,16 +43,18 @@ pub enum ValidationSize {
 }
 
 impl ImageDataset {
-    /// A dataset from its buffers (layout in the type's documentation).
+    /// A dataset of `classes` classes from its buffers (layout in the type's documentation).
     ///
     /// # Errors
     /// [`DatasetError::InconsistentBuffers`] unless
-    /// `images.len() == labels.len() * rows * cols` with `rows` and `cols` positive.
+    /// `images.len() == labels.len() * rows * cols` with `rows` and `cols` positive;
+    /// [`DatasetError::LabelOutOfRange`] for the first label `>= classes`.
     pub fn new(
         images: Vec<u8>,
         labels: Vec<u8>,
         rows: usize,
         cols: usize,
+        classes: usize,
     ) -> Result<Self, DatasetError> {
         let consistent = rows > 0
             && cols > 0
@@ -59,20 +70,38 @@ impl ImageDataset {
                 cols,
             });
         }
+        check_labels(&labels, classes, &Origin::memory())?;
         Ok(ImageDataset {
             images,
             labels,
             rows,
             cols,
+            classes,
         })
     }
 
-    /// A dataset from an IDX image array `[n, rows, cols]` and an IDX label array `[n]`.
+    /// A dataset of [`MNIST_CLASSES`] classes from an IDX image array `[n, rows, cols]` and an
+    /// IDX label array `[n]`, as MNIST and Fashion-MNIST store them.
+    ///
+    /// # Errors
+    /// As [`ImageDataset::from_idx_with_classes`].
+    pub fn from_idx(images: IdxArray, labels: IdxArray) -> Result<Self, DatasetError> {
+        Self::from_idx_with_classes(images, labels, MNIST_CLASSES)
+    }
+
+    /// A dataset of `classes` classes from an IDX image array `[n, rows, cols]` and an IDX
+    /// label array `[n]`.
     ///
     /// # Errors
     /// [`DatasetError::UnexpectedShape`] for other ranks or an image side of 0,
-    /// [`DatasetError::CountMismatch`] when the two counts differ.
-    pub fn from_idx(images: IdxArray, labels: IdxArray) -> Result<Self, DatasetError> {
+    /// [`DatasetError::CountMismatch`] when the two counts differ,
+    /// [`DatasetError::LabelOutOfRange`] naming the label file for the first label
+    /// `>= classes`.
+    pub fn from_idx_with_classes(
+        images: IdxArray,
+        labels: IdxArray,
+        classes: usize,
+    ) -> Result<Self, DatasetError> {
         let [count, rows, cols] = *images.dims() else {
             return Err(unexpected_shape(
                 &images,
@@ -93,11 +122,13 @@ impl ImageDataset {
                 labels: label_count,
             });
         }
+        check_labels(labels.data(), classes, labels.origin())?;
         Ok(ImageDataset {
             images: images.into_data(),
             labels: labels.into_data(),
             rows,
             cols,
+            classes,
         })
     }
 
@@ -150,12 +181,11 @@ impl ImageDataset {
         &self.images[index * pixels..(index + 1) * pixels]
     }
 
-    /// Number of classes as `1 + the largest label` (0 for an empty dataset).
+    /// Number of classes declared when the dataset was made; every label is below it. A
+    /// class may have no example (a small subset, say), so this is the width a classifier's
+    /// output needs, not a count of the labels present.
     pub fn num_classes(&self) -> usize {
-        self.labels
-            .iter()
-            .max()
-            .map_or(0, |&max| usize::from(max) + 1)
+        self.classes
     }
 
     /// The examples at `indices`, in that order (an index may repeat).
@@ -174,6 +204,7 @@ impl ImageDataset {
             labels,
             rows: self.rows,
             cols: self.cols,
+            classes: self.classes,
         }
     }
 
@@ -250,6 +281,22 @@ impl fmt::Debug for ImageDataset {
             .field("cols", &self.cols)
             .field("num_classes", &self.num_classes())
             .finish_non_exhaustive()
+    }
+}
+
+/// Checks every label against the class count; the error names the first one out of range.
+fn check_labels(labels: &[u8], classes: usize, origin: &Origin) -> Result<(), DatasetError> {
+    match labels
+        .iter()
+        .position(|&label| usize::from(label) >= classes)
+    {
+        Some(index) => Err(DatasetError::LabelOutOfRange {
+            file: origin.clone(),
+            index,
+            label: labels[index],
+            classes,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::ImageDataset;
+use crate::dataset::{ImageDataset, MNIST_CLASSES};
 use crate::error::DatasetError;
 use crate::idx::IdxArray;
 
@@ -37,8 +37,17 @@ pub fn load_mnist(subset: Subset) -> Result<ImageDataset, DatasetError> {
     load_idx_dir(Path::new(SHIPPED_MNIST_DIR), subset)
 }
 
-/// Loads one subset of an MNIST-style directory: MNIST, Fashion-MNIST (for example from
-/// [`DEBIAN_FASHION_MNIST_DIR`]), or any pair of IDX files named the same way.
+/// Loads one subset of an MNIST-style directory of [`MNIST_CLASSES`] classes: MNIST or
+/// Fashion-MNIST (for example from [`DEBIAN_FASHION_MNIST_DIR`]).
+///
+/// # Errors
+/// As [`load_idx_dir_with_classes`].
+pub fn load_idx_dir(dir: &Path, subset: Subset) -> Result<ImageDataset, DatasetError> {
+    load_idx_dir_with_classes(dir, subset, MNIST_CLASSES)
+}
+
+/// Loads one subset of any pair of IDX files named as MNIST's, whose labels are below
+/// `classes`.
 ///
 /// Accepted names, tried in this order for the training images (likewise `t10k` for the
 /// test set and `labels-idx1` for labels):
@@ -50,15 +59,20 @@ pub fn load_mnist(subset: Subset) -> Result<ImageDataset, DatasetError> {
 /// # Errors
 /// [`DatasetError::MissingFile`] listing the names tried when none exists; any IDX parse
 /// error; [`DatasetError::UnexpectedShape`] or [`DatasetError::CountMismatch`] when the
-/// images and labels do not form a dataset.
-pub fn load_idx_dir(dir: &Path, subset: Subset) -> Result<ImageDataset, DatasetError> {
+/// images and labels do not form a dataset; [`DatasetError::LabelOutOfRange`] naming the
+/// label file for the first label `>= classes`.
+pub fn load_idx_dir_with_classes(
+    dir: &Path,
+    subset: Subset,
+    classes: usize,
+) -> Result<ImageDataset, DatasetError> {
     let (prefix, images_role, labels_role) = match subset {
         Subset::Train => ("train", "training images", "training labels"),
         Subset::Test => ("t10k", "test images", "test labels"),
     };
     let images = find_file(dir, &format!("{prefix}-images"), 3, images_role)?;
     let labels = find_file(dir, &format!("{prefix}-labels"), 1, labels_role)?;
-    ImageDataset::from_idx(IdxArray::open(images)?, IdxArray::open(labels)?)
+    ImageDataset::from_idx_with_classes(IdxArray::open(images)?, IdxArray::open(labels)?, classes)
 }
 
 /// The first existing file among the accepted names of one IDX file, `base` being for

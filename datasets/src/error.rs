@@ -215,6 +215,20 @@ pub enum DatasetError {
         labels: usize,
     },
 
+    /// A label is not below the dataset's class count (a corrupt label file, or a class count
+    /// that does not fit the dataset).
+    #[error("{file}: label {label} at index {index} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        /// Where the labels came from (memory for [`ImageDataset::new`](crate::ImageDataset::new)).
+        file: Origin,
+        /// Position of the first label out of range.
+        index: usize,
+        /// The label found there.
+        label: u8,
+        /// The class count labels must stay below.
+        classes: usize,
+    },
+
     /// Buffers handed to [`ImageDataset::new`](crate::ImageDataset::new) disagree with the
     /// stated sizes.
     #[error(

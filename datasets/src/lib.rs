@@ -31,9 +31,10 @@ mod normalization;
 mod picture;
 
 pub use batch::{Batch, BatchOptions, Batches};
-pub use dataset::{ImageDataset, ValidationSize};
+pub use dataset::{ImageDataset, MNIST_CLASSES, ValidationSize};
 pub use directory::{
-    DEBIAN_FASHION_MNIST_DIR, SHIPPED_MNIST_DIR, Subset, load_idx_dir, load_mnist,
+    DEBIAN_FASHION_MNIST_DIR, SHIPPED_MNIST_DIR, Subset, load_idx_dir, load_idx_dir_with_classes,
+    load_mnist,
 };
 pub use error::{DatasetError, Origin};
 pub use idx::IdxArray;

@@ -1,6 +1,8 @@
 //! Splits, normalisation and batches: layouts, values and seeded determinism.
 
-use rotor_datasets::{BatchOptions, DatasetError, ImageDataset, Normalization, ValidationSize};
+use rotor_datasets::{
+    BatchOptions, DatasetError, ImageDataset, Normalization, Origin, ValidationSize,
+};
 
 /// `count` images of 2x3 pixels; image `i` has pixels `i, i+1, ..., i+5` (so its first pixel
 /// names it) and label `i % 3`.
@@ -10,7 +12,7 @@ fn numbered(count: usize) -> ImageDataset {
         .flat_map(|i| (i..i + 6).map(|p| p as u8))
         .collect();
     let labels = (0..count).map(|i| (i % 3) as u8).collect();
-    ImageDataset::new(images, labels, 2, 3).unwrap()
+    ImageDataset::new(images, labels, 2, 3, 3).unwrap()
 }
 
 /// The dataset index of each image of a batch, read back from its first pixel.
@@ -203,7 +205,7 @@ fn inconsistent_buffers_are_rejected() {
         (vec![], vec![], 0, 3),
         (vec![], vec![0], usize::MAX, 2),
     ] {
-        let error = ImageDataset::new(images, labels, rows, cols).unwrap_err();
+        let error = ImageDataset::new(images, labels, rows, cols, 10).unwrap_err();
         assert!(
             matches!(error, DatasetError::InconsistentBuffers { .. }),
             "{error}"
@@ -213,7 +215,7 @@ fn inconsistent_buffers_are_rejected() {
 
 #[test]
 fn pixel_statistics_are_mean_and_population_std() {
-    let dataset = ImageDataset::new(vec![0, 255, 0, 255], vec![0, 1], 1, 2).unwrap();
+    let dataset = ImageDataset::new(vec![0, 255, 0, 255], vec![0, 1], 1, 2, 2).unwrap();
     assert_eq!(
         dataset.pixel_statistics(),
         Normalization {
@@ -221,7 +223,7 @@ fn pixel_statistics_are_mean_and_population_std() {
             std: 0.5
         }
     );
-    let flat = ImageDataset::new(vec![7; 4], vec![0, 1], 1, 2).unwrap();
+    let flat = ImageDataset::new(vec![7; 4], vec![0, 1], 1, 2, 2).unwrap();
     assert_eq!(flat.pixel_statistics(), Normalization::UNIT_INTERVAL);
     assert_eq!(numbered(0).pixel_statistics(), Normalization::UNIT_INTERVAL);
 }
@@ -234,4 +236,36 @@ fn subset_repeats_and_reorders() {
     assert_eq!(picked.image(0), dataset.image(4));
     assert_eq!(picked.image(1), dataset.image(0));
     assert_eq!(dataset.num_classes(), 3);
+}
+
+#[test]
+fn labels_must_stay_below_the_declared_class_count() {
+    let error = ImageDataset::new(vec![0; 4], vec![1, 0, 2, 5], 1, 1, 5).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            DatasetError::LabelOutOfRange {
+                file,
+                index: 3,
+                label: 5,
+                classes: 5,
+            } if *file == Origin::memory()
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "in-memory input: label 5 at index 3 is out of range for 5 classes"
+    );
+    assert!(ImageDataset::new(vec![0], vec![0], 1, 1, 0).is_err());
+    assert!(ImageDataset::new(vec![], vec![], 1, 1, 0).is_ok());
+}
+
+#[test]
+fn the_class_count_is_the_declared_one_and_survives_splits() {
+    let dataset = ImageDataset::new(vec![0; 4], vec![0, 1, 1, 0], 1, 1, 10).unwrap();
+    assert_eq!(dataset.num_classes(), 10);
+    let (train, validation) = dataset.split(ValidationSize::Count(1), 3);
+    assert_eq!((train.num_classes(), validation.num_classes()), (10, 10));
+    assert_eq!(dataset.subset(&[]).num_classes(), 10);
 }

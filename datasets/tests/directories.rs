@@ -7,7 +7,8 @@ use std::path::Path;
 
 use common::{gzip, idx_bytes};
 use rotor_datasets::{
-    DEBIAN_FASHION_MNIST_DIR, DatasetError, SHIPPED_MNIST_DIR, Subset, load_idx_dir, load_mnist,
+    DEBIAN_FASHION_MNIST_DIR, DatasetError, MNIST_CLASSES, SHIPPED_MNIST_DIR, Subset, load_idx_dir,
+    load_idx_dir_with_classes, load_mnist,
 };
 
 #[test]
@@ -145,5 +146,56 @@ fn mismatched_counts_name_both_files() {
     let message = error.to_string();
     assert!(
         message.contains("train-images-idx3-ubyte") && message.contains("train-labels-idx1-ubyte")
+    );
+}
+
+#[test]
+fn a_label_out_of_range_names_the_file_the_index_and_the_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 400;
+    let mut labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
+    labels[345] = 12;
+    std::fs::write(
+        dir.path().join("t10k-images-idx3-ubyte"),
+        idx_bytes(&[count, 1, 1], &vec![0; count as usize]),
+    )
+    .unwrap();
+    let labels_path = dir.path().join("t10k-labels-idx1-ubyte.gz");
+    std::fs::write(&labels_path, gzip(&idx_bytes(&[count], &labels))).unwrap();
+
+    let error = load_idx_dir(dir.path(), Subset::Test).unwrap_err();
+    let DatasetError::LabelOutOfRange {
+        file,
+        index,
+        label,
+        classes,
+    } = &error
+    else {
+        panic!("expected a label out of range, got {error}");
+    };
+    assert_eq!(file.path(), Some(labels_path.as_path()));
+    assert_eq!((*index, *label, *classes), (345, 12, MNIST_CLASSES));
+    let message = error.to_string();
+    assert!(
+        message.contains("t10k-labels-idx1-ubyte.gz")
+            && message.contains("label 12 at index 345 is out of range for 10 classes"),
+        "{message}"
+    );
+
+    // NOTE: the same files are a valid dataset of 13 classes, and say so.
+    let wider = load_idx_dir_with_classes(dir.path(), Subset::Test, 13).unwrap();
+    assert_eq!((wider.len(), wider.num_classes()), (400, 13));
+    let narrower = load_idx_dir_with_classes(dir.path(), Subset::Test, 3).unwrap_err();
+    assert!(
+        matches!(
+            narrower,
+            DatasetError::LabelOutOfRange {
+                index: 3,
+                label: 3,
+                classes: 3,
+                ..
+            }
+        ),
+        "{narrower}"
     );
 }

@@ -256,6 +256,29 @@ fn label_and_image_counts_must_agree() {
 }
 
 #[test]
+fn labels_are_checked_against_the_class_count() {
+    let images = parse(&idx_bytes(&[3, 1, 2], &[0; 6])).unwrap();
+    let labels =
+        IdxArray::parse(&idx_bytes(&[3], &[9, 10, 0]), Origin::file("labels.idx1")).unwrap();
+    let error = ImageDataset::from_idx(images.clone(), labels.clone()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            DatasetError::LabelOutOfRange {
+                index: 1,
+                label: 10,
+                classes: 10,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("labels.idx1"), "{error}");
+    let dataset = ImageDataset::from_idx_with_classes(images, labels, 11).unwrap();
+    assert_eq!(dataset.num_classes(), 11);
+}
+
+#[test]
 fn images_and_labels_need_their_ranks() {
     let flat = parse(&idx_bytes(&[8], &[0; 8])).unwrap();
     let cube = parse(&idx_bytes(&[2, 2, 2], &[0; 8])).unwrap();

@@ -1,5 +1,9 @@
 //! Rotor's neural-network building blocks: parameters, modules, layers, models,
 //! optimizers, learning-rate schedules, checkpoints, pruning and adversarial attacks.
+//!
+//! The pruning report's pictures and tables (`report`) need the `report` feature, off by
+//! default: it brings in plotting, a font and PNG encoding, which a program that only
+//! trains, prunes or runs a model has no use for.
 
 pub mod adversarial;
 pub mod architecture;
@@ -15,6 +19,7 @@ pub mod module;
 pub mod optim;
 pub mod param;
 pub mod prune;
+#[cfg(feature = "report")]
 pub mod report;
 pub mod train;
 
