@@ -155,10 +155,12 @@ impl GradientSync for MpiSync {
         model.visit_params("", &mut |_, p| {
             values.extend_from_slice(p.tensor().as_slice())
         });
-        self.world.process_at_rank(0).broadcast_into(&mut values[..]);
+        self.world
+            .process_at_rank(0)
+            .broadcast_into(&mut values[..]);
         let mut offset = 0;
         model.visit_params_mut("", &mut |_, p| {
-            let len = p.tensor().len();
+            let len = p.tensor().numel();
             p.update(|v| v.copy_from_slice(&values[offset..offset + len]));
             offset += len;
         });

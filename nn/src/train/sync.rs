@@ -100,7 +100,8 @@ impl FlatGradients {
                 flags.push(1.0);
             }
             None => {
-                self.values.resize(self.values.len() + param.tensor().len(), 0.0);
+                self.values
+                    .resize(self.values.len() + param.tensor().numel(), 0.0);
                 flags.push(0.0);
             }
         });
@@ -119,7 +120,7 @@ impl FlatGradients {
     pub fn unpack(summed: &[f32], model: &dyn Module, grads: &mut Gradients) -> Result<LocalStep> {
         let mut params = Vec::new();
         model.visit_params("", &mut |_, param| params.push(param.tensor().clone()));
-        let sizes: usize = params.iter().map(|p| p.len()).sum();
+        let sizes: usize = params.iter().map(|p| p.numel()).sum();
         if summed.len() != sizes + params.len() + 2 {
             return Err(Error::InvalidArgument {
                 op: "FlatGradients::unpack",
@@ -136,7 +137,7 @@ impl FlatGradients {
         let scale = 1.0 / inputs.max(1.0);
         let mut offset = 0;
         for (param, &flag) in params.iter().zip(flags) {
-            let len = param.len();
+            let len = param.numel();
             if flag > 0.0 {
                 let mean: Vec<f32> = summed[offset..offset + len]
                     .iter()

@@ -143,7 +143,13 @@ impl Trainer {
                 let (mut grads, mut local) = if labels.is_empty() && self.sync.is_some() {
                     // NOTE: a worker whose shard of a short last batch is empty still takes
                     // part in the reduction, with nothing to add.
-                    (Gradients::new(), LocalStep { inputs: 0, mean_loss: 0.0 })
+                    (
+                        Gradients::new(),
+                        LocalStep {
+                            inputs: 0,
+                            mean_loss: 0.0,
+                        },
+                    )
                 } else {
                     let loss = model.forward_train(&inputs)?.cross_entropy(&labels)?;
                     let grads = loss.backward()?;
@@ -151,7 +157,13 @@ impl Trainer {
                     // NOTE: the graph holds the parameters; dropping it first lets the
                     // optimizer update them in place instead of copying each.
                     drop(loss);
-                    (grads, LocalStep { inputs: labels.len(), mean_loss })
+                    (
+                        grads,
+                        LocalStep {
+                            inputs: labels.len(),
+                            mean_loss,
+                        },
+                    )
                 };
                 if let Some(sync) = &mut self.sync {
                     local = sync.sync(model, &mut grads, local)?;
