@@ -12,6 +12,7 @@
 //! cargo run --release --example mnist_rrelu -- --attack fgsm,pgd --baselines
 //! ```
 
+mod cluster;
 mod pruning;
 mod robustness;
 mod training;
@@ -26,6 +27,7 @@ use rotor::nn::prune::{self, GateKind};
 use rotor::nn::report::{ImageFormat, PruneReport, RunReport};
 use rotor::nn::{Activation, MnistNet, ModuleExt, ParamKind, Sequential, checkpoint};
 
+use cluster::{Cluster, say};
 use pruning::{Method, Splits, prune_method};
 use robustness::AttackKind;
 use training::{AnyResult, make_optimizer, train};
@@ -140,6 +142,11 @@ struct Args {
     /// Draw the report's pictures as SVG (text stays text) instead of PNG.
     #[arg(long)]
     svg: bool,
+    /// Train data-parallel as one rank of an MPI job: build with `--features mpi` and start
+    /// with `mpirun -np N` (each rank's shard of a batch is 1/N of --batch-size; give each
+    /// rank its share of the cores with --threads or RAYON_NUM_THREADS).
+    #[arg(long)]
+    distributed: bool,
 }
 
 impl Args {
@@ -164,13 +171,17 @@ impl Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    let cluster = Cluster::new(args.distributed).unwrap_or_else(|e| {
         eprintln!("error: {e}");
-        std::process::exit(1);
+        std::process::exit(1)
+    });
+    if let Err(e) = run(args, &cluster) {
+        cluster.fail(&e);
     }
 }
 
-fn run(args: Args) -> AnyResult<()> {
+fn run(args: Args, cluster: &Cluster) -> AnyResult<()> {
     let started = Instant::now();
     if let Some(threads) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -196,13 +207,14 @@ fn run(args: Args) -> AnyResult<()> {
         return Err(format!("--epsilons and --pgd-step must be finite and >= 0, not {bad}").into());
     }
     let data = load_data(&args)?;
-    println!(
-        "data: {} training, {} validation and {} test images of {}x{}; {} threads; {}",
+    say!(
+        "data: {} training, {} validation and {} test images of {}x{}; {}, {} threads each; {}",
         data.train.len(),
         data.val.len(),
         data.test.len(),
         data.train.rows(),
         data.train.cols(),
+        cluster.describe(),
         rayon::current_num_threads(),
         rotor::kernels::simd::describe()
     );
@@ -215,10 +227,10 @@ fn run(args: Args) -> AnyResult<()> {
     let mut model = MnistNet::new(activation, &mut rng)?;
     if let Some(path) = &args.load {
         checkpoint::load(&mut model, path)?;
-        println!("loaded {}", path.display());
+        say!("loaded {}", path.display());
     }
     let (lr, optimizer_kind) = args.learning_rate();
-    println!(
+    say!(
         "model: MnistNet ({activation:?}), {} parameters; optimizer {optimizer_kind:?}, lr {lr}, weight decay {}, batch {}",
         model.param_count(),
         args.decay(),
@@ -233,14 +245,16 @@ fn run(args: Args) -> AnyResult<()> {
     train(
         &mut model,
         optimizer,
-        lr,
         args.epochs,
         (&data.train, &data.val),
         &args,
         what,
+        cluster,
     )?;
-    checkpoint::save(&model, &args.save)?;
-    println!("saved {}", args.save.display());
+    if cluster.is_root() {
+        checkpoint::save(&model, &args.save)?;
+        say!("saved {}", args.save.display());
+    }
 
     let (name, gate) = match activation {
         Activation::Rotated => ("rotated ReLU", Some(GateKind::Slope)),
@@ -252,16 +266,19 @@ fn run(args: Args) -> AnyResult<()> {
         weights_only: two_step,
         time_inference: true,
     };
-    let (main_run, small) = prune_method(&main_method, model.as_sequential(), &data, &args)?;
+    let (main_run, small) =
+        prune_method(&main_method, model.as_sequential(), &data, &args, cluster)?;
     let pruned_path = args.save.with_extension("pruned.safetensors");
-    checkpoint::save(&small, &pruned_path)?;
-    println!(
-        "saved {} ({} parameters; `Sequential::load` rebuilds it at these widths)",
-        pruned_path.display(),
-        small.param_count()
-    );
+    if cluster.is_root() {
+        checkpoint::save(&small, &pruned_path)?;
+        say!(
+            "saved {} ({} parameters; `Sequential::load` rebuilds it at these widths)",
+            pruned_path.display(),
+            small.param_count()
+        );
+    }
 
-    println!(
+    say!(
         "main run done after {:.0} s",
         started.elapsed().as_secs_f64()
     );
@@ -269,9 +286,12 @@ fn run(args: Args) -> AnyResult<()> {
     let mut runs = vec![main_run];
     if args.baselines {
         if activation == Activation::Rotated {
-            runs.push(relu_baseline(&args, &data)?);
+            runs.push(relu_baseline(&args, &data, cluster)?);
         }
-        runs.push(slimming_baseline(&args, &data)?);
+        runs.push(slimming_baseline(&args, &data, cluster)?);
+    }
+    if !cluster.is_root() {
+        return Ok(());
     }
     let report = PruneReport {
         model: "MnistNet".into(),
@@ -281,29 +301,29 @@ fn run(args: Args) -> AnyResult<()> {
         },
         runs,
     };
-    println!("\n{}", report.to_markdown());
+    say!("\n{}", report.to_markdown());
     let format = if args.svg {
         ImageFormat::Svg
     } else {
         ImageFormat::Png
     };
     let paths = report.write_with(&args.save, format)?;
-    println!(
+    say!(
         "wrote {}, {} and {}",
         paths.json.display(),
         paths.markdown.display(),
         paths.figure(format).display()
     );
     if report.has_robustness() {
-        println!("wrote {}", paths.robustness_figure(format).display());
+        say!("wrote {}", paths.robustness_figure(format).display());
     }
-    println!("finished in {:.0} s", started.elapsed().as_secs_f64());
+    say!("finished in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// Trains the plain-ReLU net with the same epochs, optimizer and data as the main run
 /// (nothing to prune: the reference accuracy and cost).
-fn relu_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
+fn relu_baseline(args: &Args, data: &Splits, cluster: &Cluster) -> AnyResult<RunReport> {
     let relu = MnistNet::new(Activation::Relu, &mut SeededRng::seed_from_u64(args.seed))?;
     let method = Method {
         name: "ReLU",
@@ -311,12 +331,12 @@ fn relu_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
         weights_only: false,
         time_inference: false,
     };
-    baseline(&method, relu.into_sequential(), 0.0, args, data)
+    baseline(&method, relu.into_sequential(), 0.0, args, data, cluster)
 }
 
 /// Trains, prunes and fine-tunes the Network Slimming net with the same epochs, optimizer
 /// and data as the main run.
-fn slimming_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
+fn slimming_baseline(args: &Args, data: &Splits, cluster: &Cluster) -> AnyResult<RunReport> {
     let slimming =
         MnistNet::with_batch_norm([32, 64, 128], &mut SeededRng::seed_from_u64(args.seed))?;
     let method = Method {
@@ -331,6 +351,7 @@ fn slimming_baseline(args: &Args, data: &Splits) -> AnyResult<RunReport> {
         args.slimming_l1,
         args,
         data,
+        cluster,
     )
 }
 
@@ -342,19 +363,20 @@ fn baseline(
     scale_l1: f32,
     args: &Args,
     data: &Splits,
+    cluster: &Cluster,
 ) -> AnyResult<RunReport> {
     let (lr, kind) = args.learning_rate();
     let optimizer = make_optimizer(kind, lr, args.decay(), 0.0, scale_l1);
     train(
         &mut net,
         optimizer,
-        lr,
         args.epochs,
         (&data.train, &data.val),
         args,
         method.name,
+        cluster,
     )?;
-    Ok(prune_method(method, &net, data, args)?.0)
+    Ok(prune_method(method, &net, data, args, cluster)?.0)
 }
 
 /// Training (less the validation split, optionally limited), validation and test sets.

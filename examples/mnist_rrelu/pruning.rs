@@ -8,6 +8,7 @@ use rotor::nn::report::{Accuracies, GateHistogram, RunReport, Throughput};
 use rotor::nn::{Module, ParamKind, Sequential};
 
 use crate::Args;
+use crate::cluster::{Cluster, say};
 use crate::training::{AnyResult, accuracy, make_optimizer, plan_for, progress, train};
 
 /// One example's shape.
@@ -46,6 +47,7 @@ pub fn prune_method(
     net: &Sequential,
     data: &Splits,
     args: &Args,
+    cluster: &Cluster,
 ) -> AnyResult<(RunReport, Sequential)> {
     let dense_test = accuracy(net, &data.test)?;
     // NOTE: without gates any kind gives a plan that keeps everything.
@@ -57,13 +59,24 @@ pub fn prune_method(
         savings,
         choice,
     } = match (method.gate, args.zeta) {
-        (Some(kind), None) => search(kind, net, &data.val, args, method.name)?,
+        (Some(kind), None) => {
+            // NOTE: rank 0 alone chooses zeta; every rank then compacts at it alike.
+            let searched = match cluster.is_root() {
+                true => Some(search(kind, net, &data.val, args, method.name)?),
+                false => None,
+            };
+            let zeta = cluster.share(searched.as_ref().map_or(f32::NAN, |p| p.plan.zeta));
+            match searched {
+                Some(pruned) => pruned,
+                None => prune::prune_at(net, kind, zeta, &INPUT)?,
+            }
+        }
         (Some(kind), Some(zeta)) => prune::prune_at(net, kind, zeta, &INPUT)?,
         (None, _) => prune::prune_at(net, kind, 0.0, &INPUT)?,
     };
     let zeta = plan.zeta;
     let pruned_test = accuracy(&small, &data.test)?;
-    println!(
+    say!(
         "{}: zeta {zeta}, {:.2}% of parameters and {:.2}% of FLOPs removed; test accuracy {:.2}% dense, {:.2}% pruned",
         method.name,
         savings.memory_saving_percent(),
@@ -73,14 +86,17 @@ pub fn prune_method(
     );
 
     let finetuned = match method.gate {
-        Some(kind) => finetune(method, kind, &mut small, data, args)?,
+        Some(kind) => finetune(method, kind, &mut small, data, args, cluster)?,
         None => None,
     };
 
     let pruned = method.gate.is_some().then_some(&small as &dyn Module);
-    let robustness = crate::robustness::measure_pair(net, pruned, &data.test, args, method.name)?;
+    let robustness = match cluster.is_root() {
+        true => crate::robustness::measure_pair(net, pruned, &data.test, args, method.name)?,
+        false => None,
+    };
 
-    let throughput = if method.time_inference {
+    let throughput = if method.time_inference && cluster.is_root() {
         let options = BatchOptions {
             batch_size: TIMING_BATCH,
             ..BatchOptions::default()
@@ -134,6 +150,7 @@ fn finetune(
     small: &mut Sequential,
     data: &Splits,
     args: &Args,
+    cluster: &Cluster,
 ) -> AnyResult<Option<f64>> {
     let epochs = if method.weights_only {
         args.epochs
@@ -166,14 +183,14 @@ fn finetune(
     train(
         small,
         optimizer,
-        lr,
         epochs,
         (&data.train, &data.val),
         args,
         &what,
+        cluster,
     )?;
     let accuracy = accuracy(small, &data.test)?;
-    println!(
+    say!(
         "{}: test accuracy {:.2}% after fine-tuning",
         method.name,
         100.0 * accuracy
@@ -214,7 +231,7 @@ fn search(
     )?;
     bar.finish_and_clear();
     if let Some(choice) = &pruned.choice {
-        println!(
+        say!(
             "{name}: {} thresholds tried on {} validation images; chose zeta {} (unpruned {:.2}%, largest drop allowed {} points)",
             choice.sweep.len(),
             val.len(),

@@ -7,6 +7,7 @@ use rotor::nn::inference::{InferencePlan, PlanOptions};
 use rotor::nn::train::{Callback, EpochSummary, StepInfo, TrainError, Trainer, evaluate};
 use rotor::nn::{Adam, AdamW, CosineAnnealingLr, Module, Optimizer, Sequential, Sgd};
 
+use crate::cluster::{Cluster, quiet};
 use crate::{Args, OptimizerKind};
 
 /// Result type of the example.
@@ -50,6 +51,9 @@ pub fn make_optimizer(
 
 /// A progress bar over `len` steps labelled `prefix`.
 pub fn progress(len: usize, prefix: String) -> AnyResult<ProgressBar> {
+    if quiet() {
+        return Ok(ProgressBar::hidden());
+    }
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -70,37 +74,42 @@ pub fn accuracy(model: &dyn Module, data: &ImageDataset) -> Result<f64, TrainErr
     Ok(evaluate(model, data.batches(&options, 0).map(Batch::into_tensor))?.accuracy())
 }
 
-/// Trains `epochs` epochs with `optimizer` on a cosine schedule from `lr`, printing a line
-/// per epoch with the validation accuracy.
+/// Trains `epochs` epochs with `optimizer` on a cosine schedule from its learning rate (on this rank's
+/// shards of the batches), printing a line per epoch with the validation accuracy.
 pub fn train(
     model: &mut dyn Module,
     optimizer: Box<dyn Optimizer>,
-    lr: f32,
     epochs: usize,
     (train, val): (&ImageDataset, &ImageDataset),
     args: &Args,
     what: &str,
+    cluster: &Cluster,
 ) -> AnyResult<()> {
     let options = BatchOptions {
         batch_size: args.batch_size,
         shuffle_seed: Some(args.seed),
         ..BatchOptions::default()
     };
-    let mut trainer =
-        Trainer::with_boxed(optimizer, epochs).schedule(CosineAnnealingLr::new(lr, epochs.max(1)));
+    let schedule = CosineAnnealingLr::new(optimizer.lr(), epochs.max(1));
+    let mut trainer = cluster.join(Trainer::with_boxed(optimizer, epochs).schedule(schedule));
     let mut display = EpochDisplay {
         what,
         val,
         bar: None,
     };
+    // NOTE: the other ranks skip the per-epoch validation and wait for rank 0 in the
+    // next step's reduction.
+    let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
+    if cluster.is_root() {
+        callbacks.push(&mut display);
+    }
     trainer.fit(
         model,
         |epoch| {
-            train
-                .batches(&options, epoch as u64)
-                .map(Batch::into_tensor)
+            let batches = train.batches(&options, epoch as u64);
+            batches.map(|batch| cluster.shard(batch.into_tensor()))
         },
-        &mut [&mut display],
+        &mut callbacks,
     )?;
     Ok(())
 }

@@ -14,7 +14,8 @@
 //! # use rotor_nn::{Linear, Sequential, Sgd};
 //! # let mut rng = SeededRng::seed_from_u64(0);
 //! # let mut model = Sequential::new().push("fc", Linear::new(2, 2, true, &mut rng)?);
-//! # let batches = |_epoch: usize| vec![(Tensor::zeros(&[4, 2])?, vec![0, 1, 0, 1])];
+//! # let x = Tensor::zeros(&[4, 2])?;
+//! # let batches = |_epoch: usize| vec![(x.clone(), vec![0, 1, 0, 1])];
 //!
 //! let mpi = Mpi::init()?;
 //! let (rank, ranks) = (mpi.rank(), mpi.size());

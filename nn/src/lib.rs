@@ -3,7 +3,8 @@
 //!
 //! The pruning report's pictures and tables (`report`) need the `report` feature, off by
 //! default: it brings in plotting, a font and PNG encoding, which a program that only
-//! trains, prunes or runs a model has no use for.
+//! trains, prunes or runs a model has no use for. Data-parallel training on MPI
+//! (`distributed`) needs the `mpi` feature, and an MPI library to build against.
 
 pub mod adversarial;
 pub mod architecture;

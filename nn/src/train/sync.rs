@@ -153,3 +153,103 @@ impl FlatGradients {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rotor_engine::{SeedableRng, SeededRng, Tensor};
+
+    use super::*;
+    use crate::layers::{Linear, Relu, Sequential};
+
+    fn net(rng: &mut SeededRng) -> Sequential {
+        Sequential::new()
+            .push("fc1", Linear::new(4, 5, true, rng).unwrap())
+            .push("act", Relu)
+            .push("fc2", Linear::new(5, 3, false, rng).unwrap())
+    }
+
+    #[test]
+    fn shards_partition_the_batch_in_order() {
+        let x = Tensor::from_vec((0..14).map(|v| v as f32).collect(), &[7, 2]).unwrap();
+        let labels: Vec<u32> = (0..7).collect();
+        for ranks in 1..=9 {
+            let mut rows = Vec::new();
+            let mut got = Vec::new();
+            for rank in 0..ranks {
+                let (xs, ls) = shard((x.clone(), labels.clone()), rank, ranks).unwrap();
+                assert_eq!(xs.shape(), [ls.len(), 2]);
+                assert!(ls.len() == 7 / ranks || ls.len() == 7 / ranks + 1);
+                rows.extend(xs.to_vec());
+                got.extend(ls);
+            }
+            assert_eq!(got, labels);
+            assert_eq!(rows, x.to_vec());
+        }
+        assert!(shard((x.clone(), labels.clone()), 2, 2).is_err());
+        assert!(shard((x, vec![0; 6]), 0, 2).is_err());
+    }
+
+    /// Two workers' packed buffers, summed, unpack to the whole batch's mean gradients.
+    #[test]
+    fn summed_buffers_unpack_to_the_whole_batch_gradient() {
+        let mut rng = SeededRng::seed_from_u64(3);
+        let mut model = net(&mut rng);
+        let x = Tensor::rand_normal(&[5, 4], 0.0, 1.0, &mut rng).unwrap();
+        let labels = vec![0, 2, 1, 1, 0];
+        let step = |model: &mut Sequential, batch: &LabelledBatch| {
+            let loss = model
+                .forward_train(&batch.0)
+                .unwrap()
+                .cross_entropy(&batch.1)
+                .unwrap();
+            let local = LocalStep {
+                inputs: batch.1.len(),
+                mean_loss: f64::from(loss.to_scalar().unwrap()),
+            };
+            (loss.backward().unwrap(), local)
+        };
+        let (whole, whole_step) = step(&mut model, &(x.clone(), labels.clone()));
+
+        let mut summed: Vec<f32> = Vec::new();
+        let mut buffer = FlatGradients::new();
+        for rank in 0..2 {
+            let part = shard((x.clone(), labels.clone()), rank, 2).unwrap();
+            let (grads, local) = step(&mut model, &part);
+            let packed = buffer.pack(&model, &grads, local);
+            summed.resize(packed.len(), 0.0);
+            summed.iter_mut().zip(packed).for_each(|(s, p)| *s += p);
+        }
+        let mut combined = Gradients::new();
+        let got = FlatGradients::unpack(&summed, &model, &mut combined).unwrap();
+        assert_eq!(got.inputs, 5);
+        assert!((got.mean_loss - whole_step.mean_loss).abs() < 1e-6);
+        let mut compared = 0;
+        model.visit_params("", &mut |name, p| {
+            let (a, b) = (p.grad(&combined).unwrap(), p.grad(&whole).unwrap());
+            for (x, y) in a.to_vec().iter().zip(b.to_vec()) {
+                assert!((x - y).abs() < 1e-6, "{name}: {x} vs {y}");
+            }
+            compared += 1;
+        });
+        assert_eq!(compared, 3);
+
+        let other = net(&mut rng).push("fc3", Linear::new(3, 2, true, &mut rng).unwrap());
+        assert!(FlatGradients::unpack(&summed, &other, &mut Gradients::new()).is_err());
+    }
+
+    #[test]
+    fn a_parameter_without_gradients_on_every_worker_stays_without() {
+        let mut rng = SeededRng::seed_from_u64(4);
+        let model = net(&mut rng);
+        let mut buffer = FlatGradients::new();
+        let empty = LocalStep {
+            inputs: 0,
+            mean_loss: 0.0,
+        };
+        let packed = buffer.pack(&model, &Gradients::new(), empty).to_vec();
+        let mut grads = Gradients::new();
+        let got = FlatGradients::unpack(&packed, &model, &mut grads).unwrap();
+        assert!(grads.is_empty());
+        assert_eq!((got.inputs, got.mean_loss), (0, 0.0));
+    }
+}
