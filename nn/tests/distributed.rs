@@ -234,14 +234,21 @@ fn parent_main() {
     let pruned = bytes(out.join("pruned-0.safetensors"));
     assert_eq!(pruned, bytes(out.join("pruned-1.safetensors")));
     let rank0 = Sequential::load(out.join("trained-0.safetensors")).unwrap();
-    let single_pruned = prune_at(&rank0, GateKind::Slope, median_slope(&rank0), &[1, 8, 8])
-        .unwrap()
-        .network;
-    assert!(single_pruned.param_count() < single.param_count());
+    let from_rank0 = prune_at(&rank0, GateKind::Slope, median_slope(&rank0), &[1, 8, 8]).unwrap();
+    assert!(from_rank0.network.param_count() < single.param_count());
     assert_eq!(
         pruned,
-        rotor_nn::checkpoint::to_bytes(&single_pruned).unwrap()
+        rotor_nn::checkpoint::to_bytes(&from_rank0.network).unwrap()
     );
+    // The single process, deciding for itself, removes the same channels.
+    let alone = prune_at(&single, GateKind::Slope, median_slope(&single), &[1, 8, 8]).unwrap();
+    let kept = |plan: &rotor_nn::prune::PrunePlan| {
+        plan.layers
+            .iter()
+            .map(|l| (l.kept_in.clone(), l.kept_out.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kept(&alone.plan), kept(&from_rank0.plan));
 
     succeeds("checkpoint", 2, out);
     succeeds("resume", 1, out);
