@@ -73,9 +73,10 @@ impl Cluster {
 
     /// How the example runs, for its first line.
     pub fn describe(&self) -> String {
+        let threads = rayon::current_num_threads();
         match self.rank_and_size() {
-            (_, 1) => "1 process".into(),
-            (_, size) => format!("{size} MPI ranks, data-parallel"),
+            (_, 1) => format!("{threads} threads"),
+            (_, size) => format!("{size} MPI ranks (data-parallel) of {threads} threads"),
         }
     }
 

@@ -30,7 +30,7 @@ use rotor::nn::{Activation, MnistNet, ModuleExt, ParamKind, Sequential, checkpoi
 use cluster::{Cluster, say};
 use pruning::{Method, Splits, prune_method};
 use robustness::AttackKind;
-use training::{AnyResult, make_optimizer, train};
+use training::{AnyResult, Phase, make_optimizer, train};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum OptimizerKind {
@@ -142,6 +142,14 @@ struct Args {
     /// Draw the report's pictures as SVG (text stays text) instead of PNG.
     #[arg(long)]
     svg: bool,
+    /// Compact the network every N epochs while it trains: channels whose rotated-ReLU
+    /// slopes are at or under --compact-zeta go, the optimizer's state follows the rest,
+    /// and later epochs run the smaller network (0: never).
+    #[arg(long, default_value_t = 0)]
+    compact_every: usize,
+    /// The threshold of --compact-every.
+    #[arg(long, default_value_t = 0.05)]
+    compact_zeta: f32,
     /// Train data-parallel as one rank of an MPI job: build with `--features mpi` and start
     /// with `mpirun -np N` (each rank's shard of a batch is 1/N of --batch-size; give each
     /// rank its share of the cores with --threads or RAYON_NUM_THREADS).
@@ -191,6 +199,10 @@ fn run(args: Args, cluster: &Cluster) -> AnyResult<()> {
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
+    if args.compact_every > 0 && args.two_step {
+        // NOTE: compaction drops frozen masks, which two-step training relies on.
+        return Err("--compact-every and --two-step cannot be combined".into());
+    }
     if !(args.decay().is_finite() && args.decay() >= 0.0) {
         return Err(format!(
             "--weight-decay must be a finite number >= 0, not {}",
@@ -208,14 +220,13 @@ fn run(args: Args, cluster: &Cluster) -> AnyResult<()> {
     }
     let data = load_data(&args)?;
     say!(
-        "data: {} training, {} validation and {} test images of {}x{}; {}, {} threads each; {}",
+        "data: {} training, {} validation and {} test images of {}x{}; {}; {}",
         data.train.len(),
         data.val.len(),
         data.test.len(),
         data.train.rows(),
         data.train.cols(),
         cluster.describe(),
-        rayon::current_num_threads(),
         rotor::kernels::simd::describe()
     );
 
@@ -242,13 +253,17 @@ fn run(args: Args, cluster: &Cluster) -> AnyResult<()> {
     }
     let optimizer = make_optimizer(optimizer_kind, lr, args.decay(), args.l1, 0.0);
     let what = if two_step { "slopes" } else { "epoch" };
+    let phase = Phase {
+        what,
+        epochs: args.epochs,
+        compact: (activation == Activation::Rotated).then_some(GateKind::Slope),
+    };
     train(
         &mut model,
         optimizer,
-        args.epochs,
+        &phase,
         (&data.train, &data.val),
         &args,
-        what,
         cluster,
     )?;
     if cluster.is_root() {
@@ -367,13 +382,17 @@ fn baseline(
 ) -> AnyResult<RunReport> {
     let (lr, kind) = args.learning_rate();
     let optimizer = make_optimizer(kind, lr, args.decay(), 0.0, scale_l1);
+    let phase = Phase {
+        what: method.name,
+        epochs: args.epochs,
+        compact: None,
+    };
     train(
         &mut net,
         optimizer,
-        args.epochs,
+        &phase,
         (&data.train, &data.val),
         args,
-        method.name,
         cluster,
     )?;
     Ok(prune_method(method, &net, data, args, cluster)?.0)

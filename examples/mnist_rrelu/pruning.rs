@@ -9,7 +9,7 @@ use rotor::nn::{Module, ParamKind, Sequential};
 
 use crate::Args;
 use crate::cluster::{Cluster, say};
-use crate::training::{AnyResult, accuracy, make_optimizer, plan_for, progress, train};
+use crate::training::{AnyResult, Phase, accuracy, make_optimizer, plan_for, progress, train};
 
 /// One example's shape.
 const INPUT: [usize; 3] = [1, 28, 28];
@@ -180,13 +180,17 @@ fn finetune(
     };
     let optimizer = make_optimizer(args.optimizer, lr, args.decay(), 0.0, 0.0);
     let what = format!("{} fine-tune", method.name);
+    let phase = Phase {
+        what: &what,
+        epochs,
+        compact: None,
+    };
     train(
         small,
         optimizer,
-        epochs,
+        &phase,
         (&data.train, &data.val),
         args,
-        &what,
         cluster,
     )?;
     let accuracy = accuracy(small, &data.test)?;

@@ -1,13 +1,19 @@
 //! The example's side of training: its command-line optimizer choice, progress bars, and
 //! the MNIST datasets turned into the library's labelled batches.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use rotor::datasets::{Batch, BatchOptions, ImageDataset};
 use rotor::nn::inference::{InferencePlan, PlanOptions};
-use rotor::nn::train::{Callback, EpochSummary, StepInfo, TrainError, Trainer, evaluate};
+use rotor::nn::prune::{GateKind, PrunePlan, Savings};
+use rotor::nn::train::{
+    Callback, CompactEvery, EpochSummary, StepInfo, TrainError, Trainer, evaluate,
+};
 use rotor::nn::{Adam, AdamW, CosineAnnealingLr, Module, Optimizer, Sequential, Sgd};
 
-use crate::cluster::{Cluster, quiet};
+use crate::cluster::{Cluster, quiet, say};
 use crate::{Args, OptimizerKind};
 
 /// Result type of the example.
@@ -74,17 +80,28 @@ pub fn accuracy(model: &dyn Module, data: &ImageDataset) -> Result<f64, TrainErr
     Ok(evaluate(model, data.batches(&options, 0).map(Batch::into_tensor))?.accuracy())
 }
 
-/// Trains `epochs` epochs with `optimizer` on a cosine schedule from its learning rate (on this rank's
-/// shards of the batches), printing a line per epoch with the validation accuracy.
+/// One training run of the example.
+pub struct Phase<'a> {
+    /// Its name in the output.
+    pub what: &'a str,
+    /// Its number of epochs.
+    pub epochs: usize,
+    /// The gates to compact on between epochs when `--compact-every` asks.
+    pub compact: Option<GateKind>,
+}
+
+/// Trains `model` with `optimizer` on a cosine schedule from its learning rate (on this
+/// rank's shards of the batches), compacting it between epochs when `--compact-every`
+/// asks, and prints a line per epoch with the validation accuracy.
 pub fn train(
     model: &mut dyn Module,
     optimizer: Box<dyn Optimizer>,
-    epochs: usize,
+    phase: &Phase<'_>,
     (train, val): (&ImageDataset, &ImageDataset),
     args: &Args,
-    what: &str,
     cluster: &Cluster,
 ) -> AnyResult<()> {
+    let epochs = phase.epochs;
     let options = BatchOptions {
         batch_size: args.batch_size,
         shuffle_seed: Some(args.seed),
@@ -92,16 +109,41 @@ pub fn train(
     };
     let schedule = CosineAnnealingLr::new(optimizer.lr(), epochs.max(1));
     let mut trainer = cluster.join(Trainer::with_boxed(optimizer, epochs).schedule(schedule));
+    let live_flops = Rc::new(Cell::new(None));
+    let mut compaction = match phase.compact {
+        Some(gate) if args.compact_every > 0 => {
+            let input = [1, train.rows(), train.cols()];
+            live_flops.set(Some(forward_flops(model, gate, &input)?));
+            let shown = Rc::clone(&live_flops);
+            let compact = CompactEvery::new(args.compact_every, gate, args.compact_zeta, &input);
+            Some(compact.on_compact(move |c| {
+                shown.set(Some(c.flops_after));
+                say!(
+                    "compacted after epoch {}: {:.2} to {:.2} MFLOPs per image, {} to {} parameters",
+                    c.epoch + 1,
+                    c.flops_before as f64 / 1e6,
+                    c.flops_after as f64 / 1e6,
+                    c.params_before,
+                    c.params_after
+                );
+            }))
+        }
+        _ => None,
+    };
     let mut display = EpochDisplay {
-        what,
+        what: phase.what,
         val,
+        live_flops,
         bar: None,
     };
     // NOTE: the other ranks skip the per-epoch validation and wait for rank 0 in the
-    // next step's reduction.
+    // next step's reduction; every rank compacts alike, after the display.
     let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
     if cluster.is_root() {
         callbacks.push(&mut display);
+    }
+    if let Some(compaction) = &mut compaction {
+        callbacks.push(compaction);
     }
     trainer.fit(
         model,
@@ -114,10 +156,21 @@ pub fn train(
     Ok(())
 }
 
-/// A progress bar during each epoch and a line after it with the validation accuracy.
+/// Forward FLOPs per input of `model` (which must expose its network).
+fn forward_flops(model: &mut dyn Module, gate: GateKind, input: &[usize]) -> AnyResult<u64> {
+    let net = model
+        .sequential_mut()
+        .ok_or("the model does not expose its network")?;
+    let plan = PrunePlan::new(net, gate, 0.0)?;
+    Ok(Savings::new(net, &plan, input)?.total.flops_before)
+}
+
+/// A progress bar during each epoch and a line after it with the validation accuracy (and
+/// the FLOPs per image the epoch ran at, when the network is compacted while it trains).
 struct EpochDisplay<'a> {
     what: &'a str,
     val: &'a ImageDataset,
+    live_flops: Rc<Cell<Option<u64>>>,
     bar: Option<ProgressBar>,
 }
 
@@ -157,8 +210,12 @@ impl Callback for EpochDisplay<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+        let flops = match self.live_flops.get() {
+            Some(flops) => format!(", {:.2} MFLOPs per image", flops as f64 / 1e6),
+            None => String::new(),
+        };
         println!(
-            "{}: train loss {:.4}, validation accuracy {:.2}%, {:.1} s, {:.0} images/s",
+            "{}: train loss {:.4}, validation accuracy {:.2}%, {:.1} s, {:.0} images/s{flops}",
             self.label(epoch.epoch, epoch.epochs),
             epoch.mean_loss,
             100.0 * accuracy(model, self.val)?,

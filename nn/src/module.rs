@@ -50,6 +50,14 @@ pub trait Module: Send + Sync {
     fn architecture(&self) -> Option<Architecture> {
         None
     }
+
+    /// The module's network of layers, when it is one ([`Sequential`](crate::Sequential)
+    /// and the built-in models): what compaction while training
+    /// ([`CompactEvery`](crate::train::CompactEvery)) replaces by a smaller one. `None`
+    /// (the default): the module cannot be compacted.
+    fn sequential_mut(&mut self) -> Option<&mut crate::layers::Sequential> {
+        None
+    }
 }
 
 /// Conveniences for every module.

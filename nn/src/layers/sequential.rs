@@ -335,6 +335,10 @@ impl Module for Sequential {
             })
     }
 
+    fn sequential_mut(&mut self) -> Option<&mut Sequential> {
+        Some(self)
+    }
+
     fn visit_params(&self, prefix: &str, f: &mut ParamVisitor<'_>) {
         for (name, layer) in &self.layers {
             layer.visit_params(&join_path(prefix, name), f);

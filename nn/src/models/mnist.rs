@@ -148,6 +148,10 @@ impl Module for MnistNet {
         self.net.visit_buffers_mut(prefix, f);
     }
 
+    fn sequential_mut(&mut self) -> Option<&mut Sequential> {
+        Some(&mut self.net)
+    }
+
     fn architecture(&self) -> Option<Architecture> {
         self.net.architecture()
     }

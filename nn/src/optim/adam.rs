@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use rotor_engine::{Gradients, TensorId};
 
-use super::Optimizer;
 use super::update::{L1Penalty, flush_denormal, for_each_param_step};
+use super::{Optimizer, StateMove};
 use crate::module::Module;
 
 /// Adam, exactly PyTorch's `Adam` (without `amsgrad`), with weight decay as an L2 term
@@ -264,6 +264,27 @@ impl Optimizer for Adam {
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
     }
+
+    fn carry_state(&mut self, moves: &[StateMove]) {
+        for m in moves {
+            let Some(state) = self.states.remove(&m.from) else {
+                continue;
+            };
+            if let (Some(exp_avg), Some(exp_avg_sq)) =
+                (m.gather(&state.exp_avg), m.gather(&state.exp_avg_sq))
+            {
+                let step = state.step;
+                self.states.insert(
+                    m.to,
+                    AdamState {
+                        step,
+                        exp_avg,
+                        exp_avg_sq,
+                    },
+                );
+            }
+        }
+    }
 }
 
 impl Optimizer for AdamW {
@@ -277,6 +298,10 @@ impl Optimizer for AdamW {
 
     fn set_lr(&mut self, lr: f32) {
         self.0.lr = lr;
+    }
+
+    fn carry_state(&mut self, moves: &[StateMove]) {
+        self.0.carry_state(moves);
     }
 }
 

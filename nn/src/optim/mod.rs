@@ -41,9 +41,7 @@ pub use adam::{Adam, AdamW};
 pub use schedule::{Constant, CosineAnnealingLr, LrSchedule, MultiStepLr, StepLr};
 pub use sgd::Sgd;
 
-use rotor_engine::Gradients;
-#[cfg(doc)]
-use rotor_engine::TensorId;
+use rotor_engine::{Gradients, TensorId};
 
 use crate::module::Module;
 #[cfg(doc)]
@@ -66,6 +64,39 @@ pub trait Optimizer {
 
     /// Sets the learning rate for the following steps (what a schedule drives).
     fn set_lr(&mut self, lr: f32);
+
+    /// Moves the per-element state of parameters that were replaced by smaller ones (a
+    /// network compacted while it trains) to their replacements, so that training goes on
+    /// as if nothing had been removed. The default keeps no state to move: the new
+    /// parameters start fresh.
+    fn carry_state(&mut self, _moves: &[StateMove]) {}
+}
+
+/// A parameter replaced by another holding a subset of its elements, for
+/// [`Optimizer::carry_state`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateMove {
+    /// The replaced parameter.
+    pub from: TensorId,
+    /// Its replacement.
+    pub to: TensorId,
+    /// For each element of the replacement, the element of the replaced parameter it
+    /// continues (`None`: a new element, with fresh state).
+    pub kept: Vec<Option<usize>>,
+}
+
+impl StateMove {
+    /// `values` (one per element of the replaced parameter) gathered for the replacement,
+    /// 0 for new elements; `None` if `values` is too short for the move.
+    pub fn gather(&self, values: &[f32]) -> Option<Vec<f32>> {
+        self.kept
+            .iter()
+            .map(|k| match k {
+                Some(i) => values.get(*i).copied(),
+                None => Some(0.0),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

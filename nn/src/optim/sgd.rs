@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use rotor_engine::{Gradients, TensorId};
 
-use super::Optimizer;
 use super::update::{L1Penalty, flush_denormal, for_each_param_step};
+use super::{Optimizer, StateMove};
 use crate::module::Module;
 
 /// Stochastic gradient descent, exactly PyTorch's `SGD` with `dampening = 0`.
@@ -146,5 +146,15 @@ impl Optimizer for Sgd {
 
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+
+    fn carry_state(&mut self, moves: &[StateMove]) {
+        for m in moves {
+            if let Some(buffer) = self.buffers.remove(&m.from)
+                && let Some(moved) = m.gather(&buffer)
+            {
+                self.buffers.insert(m.to, moved);
+            }
+        }
     }
 }

@@ -46,6 +46,7 @@ mod pipeline;
 mod plan;
 mod savings;
 mod trace;
+mod track;
 mod walk;
 mod zeta;
 
@@ -55,4 +56,5 @@ pub use gate::{GateKind, gate_magnitudes};
 pub use pipeline::{Pruned, ZetaSearch, prune_at, prune_on_validation};
 pub use plan::{LayerPlan, PlanLayerKind, PrunePlan};
 pub use savings::{Savings, SavingsRow};
+pub use track::compact_tracked;
 pub use zeta::{SweepPoint, ZetaChoice, candidate_zetas, choose_zeta};

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{EpochSummary, StepInfo, TrainError};
 use crate::checkpoint;
 use crate::module::Module;
+use crate::optim::Optimizer;
 
 /// Called by [`Trainer::fit`](super::Trainer::fit) around epochs and steps. Every method
 /// does nothing by default; an error stops training and is returned by `fit`.
@@ -40,6 +41,20 @@ pub trait Callback {
         &mut self,
         _summary: &EpochSummary,
         _model: &dyn Module,
+    ) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// After every callback's [`Callback::on_epoch_end`], with the model and the optimizer
+    /// to change between epochs (compact the network, move the optimizer's state along).
+    ///
+    /// # Errors
+    /// Whatever the callback decides stops training.
+    fn after_epoch(
+        &mut self,
+        _summary: &EpochSummary,
+        _model: &mut dyn Module,
+        _optimizer: &mut dyn Optimizer,
     ) -> Result<(), TrainError> {
         Ok(())
     }

@@ -26,12 +26,14 @@
 //! ```
 
 mod callback;
+mod compaction;
 mod error;
 mod evaluate;
 mod sync;
 mod trainer;
 
 pub use callback::{Callback, SaveEveryEpoch};
+pub use compaction::{CompactEvery, Compaction};
 pub use error::TrainError;
 pub use evaluate::{Evaluation, evaluate};
 pub use sync::{FlatGradients, GradientSync, LocalStep, shard};

@@ -202,6 +202,9 @@ impl Trainer {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_end(&summary, model)?;
             }
+            for callback in callbacks.iter_mut() {
+                callback.after_epoch(&summary, model, self.optimizer.as_mut())?;
+            }
         }
         Ok(history)
     }
