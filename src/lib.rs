@@ -5,7 +5,9 @@
 //!
 //! Features, all off by default so that an embedding program compiles no image or plotting
 //! code: `datasets` (`rotor::datasets`: IDX files, the shipped MNIST, picture decoding),
-//! `report` (`nn::report`: the pruning report's tables and pictures), `full` (both).
+//! `report` (`nn::report`: the pruning report's tables and pictures), `full` (both), and
+//! `mpi` (`nn::distributed`: data-parallel training on MPI, which needs an MPI library and
+//! libclang to build, so `full` leaves it out).
 
 #[cfg(feature = "datasets")]
 pub use rotor_datasets as datasets;

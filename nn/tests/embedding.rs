@@ -432,6 +432,8 @@ fn pruning_in_one_call_keeps_the_original_and_matches_its_masked_outputs() {
 
 /// Loads the checkpoint the parent names and writes the loaded network's outputs on the
 /// parent's input next to it. Run only as the child of the test below.
+// NOTE: ignored because it is not a test on its own: the test below runs it in a child
+// process (`--ignored --exact`), with the checkpoint to load named in the environment.
 #[test]
 #[ignore = "the child half of a_pruned_network_loads_in_another_process"]
 fn child_loads_a_pruned_checkpoint() {
