@@ -412,8 +412,9 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=1.0,
                    help="target duration of one timed run (default 1.0)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per cell (default 5)")
-    p.add_argument("--only", choices=["all", "torch", "ort"], default="all",
-                   help="which engine(s) to measure; torch includes training")
+    p.add_argument("--only", choices=["all", "torch", "ort", "training"], default="all",
+                   help="which engine(s) to measure; torch includes training, training is "
+                        "PyTorch's training step alone")
     p.add_argument("--threads", type=int, default=default_threads,
                    help="threads for both engines (default RAYON_NUM_THREADS or 2)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -444,6 +445,7 @@ def main(argv=None):
     if args.only in ("all", "torch"):
         for net in NETS:
             results += bench_torch_inference(net, args.batches, args)
+    if args.only in ("all", "torch", "training"):
         results += bench_torch_training(args)
     env["wall_seconds"] = round(time.perf_counter() - started, 1)
     env["load_average_end"] = [round(v, 2) for v in os.getloadavg()]

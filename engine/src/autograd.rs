@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::storage;
 use crate::tensor::{GradState, Tensor, TensorId};
 
 /// What a backward rule sees besides the gradient of the output.
@@ -213,6 +214,7 @@ impl Tensor {
                         output: tensor.as_slice(),
                     };
                     let input_grads = (node.rule)(&ctx, &grad);
+                    storage::recycle(grad);
                     debug_assert_eq!(
                         input_grads.len(),
                         node.inputs.len(),
@@ -222,6 +224,7 @@ impl Tensor {
                     for (input, g) in node.inputs.iter().zip(input_grads) {
                         let Some(g) = g else { continue };
                         if !input.tracks_grad() {
+                            storage::recycle(g);
                             continue;
                         }
                         debug_assert_eq!(g.len(), input.numel(), "internal: {} gradient", node.op);
@@ -237,7 +240,10 @@ impl Tensor {
 /// Adds `g` into the pending gradient of `id` (the same tensor may feed several ops).
 fn accumulate(pending: &mut HashMap<TensorId, Vec<f32>>, id: TensorId, g: Vec<f32>) {
     match pending.get_mut(&id) {
-        Some(acc) => rotor_kernels::elementwise::axpy(1.0, &g, acc),
+        Some(acc) => {
+            rotor_kernels::elementwise::axpy(1.0, &g, acc);
+            storage::recycle(g);
+        }
         None => {
             pending.insert(id, g);
         }

@@ -21,6 +21,7 @@ mod error;
 mod ops;
 mod random;
 mod shape;
+pub mod storage;
 mod tensor;
 
 pub use autograd::Gradients;

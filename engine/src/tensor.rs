@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::autograd::Node;
 use crate::error::{Error, Result};
 use crate::shape::checked_numel;
+use crate::storage;
 
 /// Identifies a tensor in a computation graph and in [`Gradients`](crate::Gradients).
 ///
@@ -56,6 +57,9 @@ impl Drop for Inner {
     // NOTE: a graph is a chain of `Arc`s; dropping a long one recursively would overflow
     // the stack, so the inputs of nodes this tensor owns alone are released in a loop.
     fn drop(&mut self) {
+        if let Some(data) = Arc::get_mut(&mut self.data) {
+            storage::recycle(std::mem::take(data));
+        }
         let GradState::Op(node) = &mut self.grad else {
             return;
         };

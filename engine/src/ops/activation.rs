@@ -4,6 +4,7 @@ use rotor_kernels::activation;
 use rotor_kernels::elementwise::ChannelShape;
 
 use super::channels::channel_layout;
+use crate::storage;
 use crate::autograd::record;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -24,7 +25,7 @@ fn rotated(
         channels,
         plane,
     };
-    let mut out = vec![0.0; x.numel()];
+    let mut out = storage::for_overwrite(x.numel());
     forward(&shape, x.as_slice(), slope.as_slice(), &mut out);
     Ok(record(
         op,
@@ -32,8 +33,8 @@ fn rotated(
         out,
         &[x, slope],
         move |ctx, g| {
-            let mut gx = vec![0.0; g.len()];
-            let mut gs = vec![0.0; channels];
+            let mut gx = storage::for_overwrite(g.len());
+            let mut gs = storage::for_overwrite(channels);
             let (x, s) = (ctx.inputs[0].as_slice(), ctx.inputs[1].as_slice());
             backward(&shape, x, s, g, &mut gx, &mut gs);
             vec![ctx.wants(0).then_some(gx), ctx.wants(1).then_some(gs)]

@@ -3,6 +3,7 @@
 use rotor_kernels::elementwise;
 
 use super::broadcast::{channel_view, expand, reduce_to};
+use crate::storage;
 use crate::autograd::record;
 use crate::error::Result;
 use crate::shape::broadcast_shape;
@@ -121,7 +122,7 @@ impl Tensor {
 fn arith(kind: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out_shape = broadcast_shape(kind.name(), a.shape(), b.shape())?;
     let total: usize = out_shape.iter().product();
-    let mut out = vec![0.0; total];
+    let mut out = storage::zeroed(total);
     let per_channel = (a.shape() == out_shape.as_slice())
         .then(|| channel_view(b.shape(), &out_shape))
         .flatten();
@@ -164,30 +165,30 @@ fn arith(kind: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor> {
                         ga = Some(reduce_to(g.to_vec(), &shape, &a_shape));
                     }
                     if ctx.wants(1) {
-                        let mut neg = vec![0.0; g.len()];
+                        let mut neg = storage::zeroed(g.len());
                         elementwise::scale(g, -1.0, &mut neg);
                         gb = Some(reduce_to(neg, &shape, &b_shape));
                     }
                 }
                 Arith::Mul => {
                     if ctx.wants(0) {
-                        let mut d = vec![0.0; g.len()];
+                        let mut d = storage::zeroed(g.len());
                         elementwise::mul(g, &full(tb), &mut d);
                         ga = Some(reduce_to(d, &shape, &a_shape));
                     }
                     if ctx.wants(1) {
-                        let mut d = vec![0.0; g.len()];
+                        let mut d = storage::zeroed(g.len());
                         elementwise::mul(g, &full(ta), &mut d);
                         gb = Some(reduce_to(d, &shape, &b_shape));
                     }
                 }
                 Arith::Div => {
                     let bd = full(tb);
-                    let mut g_over_b = vec![0.0; g.len()];
+                    let mut g_over_b = storage::zeroed(g.len());
                     elementwise::div(g, &bd, &mut g_over_b);
                     if ctx.wants(1) {
                         // d(a/b)/db = -(a/b)/b = -out/b
-                        let mut d = vec![0.0; g.len()];
+                        let mut d = storage::zeroed(g.len());
                         elementwise::mul(&g_over_b, ctx.output, &mut d);
                         d.iter_mut().for_each(|v| *v = -*v);
                         gb = Some(reduce_to(d, &shape, &b_shape));

@@ -2,6 +2,8 @@
 
 use rotor_kernels::elementwise;
 
+use crate::storage;
+
 /// `from` seen inside `to` as `[outer, mid, inner]` where `from` holds exactly the `mid`
 /// part: the layout of a per-channel bias or scale (`[C]` against `[N, C]`, `[C, 1, 1]`
 /// against `[N, C, H, W]`, a one-element tensor against anything).
@@ -73,12 +75,13 @@ pub(crate) fn expand(data: &[f32], from: &[usize], to: &[usize]) -> Vec<f32> {
     }
     let total: usize = to.iter().product();
     if let Some((outer, mid, inner)) = channel_view(from, to) {
-        let mut out = vec![0.0; total];
-        let zeros = vec![0.0; total];
+        let mut out = storage::zeroed(total);
+        let zeros = storage::zeroed(total);
         elementwise::add_channels(outer, mid, inner, &zeros, data, &mut out);
+        storage::recycle(zeros);
         return out;
     }
-    let mut out = vec![0.0; total];
+    let mut out = storage::zeroed(total);
     for_each_broadcast(from, to, |src, dst| out[dst] = data[src]);
     out
 }
@@ -89,7 +92,7 @@ pub(crate) fn reduce_to(grad: Vec<f32>, to: &[usize], from: &[usize]) -> Vec<f32
         return grad;
     }
     let from_len: usize = from.iter().product();
-    let mut out = vec![0.0; from_len];
+    let mut out = storage::zeroed(from_len);
     if let Some((outer, mid, inner)) = channel_view(from, to) {
         elementwise::sum_channels(outer, mid, inner, &grad, &mut out);
         return out;

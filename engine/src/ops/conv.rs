@@ -2,6 +2,7 @@
 
 use rotor_kernels::conv::{Conv2dGeometry, Conv2dGradients, conv2d_backward, conv2d_forward};
 
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -96,7 +97,7 @@ impl Tensor {
             pad_h: padding[0],
             pad_w: padding[1],
         };
-        let mut out = vec![0.0; g.output_len()];
+        let mut out = storage::for_overwrite(g.output_len());
         conv2d_forward(
             &g,
             self.as_slice(),
@@ -108,9 +109,9 @@ impl Tensor {
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         Ok(record("conv2d", shape, out, &inputs, move |ctx, grad| {
-            let mut gx = ctx.wants(0).then(|| vec![0.0; g.input_len()]);
-            let mut gw = ctx.wants(1).then(|| vec![0.0; g.weight_len()]);
-            let mut gb = (ctx.inputs.len() == 3 && ctx.wants(2)).then(|| vec![0.0; g.out_channels]);
+            let mut gx = ctx.wants(0).then(|| storage::for_overwrite(g.input_len()));
+            let mut gw = ctx.wants(1).then(|| storage::for_overwrite(g.weight_len()));
+            let mut gb = (ctx.inputs.len() == 3 && ctx.wants(2)).then(|| storage::for_overwrite(g.out_channels));
             let wanted = Conv2dGradients {
                 input: gx.as_deref_mut(),
                 weight: gw.as_deref_mut(),

@@ -1,6 +1,7 @@
 //! Operations that rearrange elements: reshape, permute, narrow, concat, broadcast, gather.
 
 use super::broadcast::{expand, reduce_to};
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::{broadcast_shape, checked_numel, contiguous_strides, resolve_dim};
@@ -107,7 +108,7 @@ impl Tensor {
         let mut shape = self.shape().to_vec();
         shape[d] = len;
         Ok(record("narrow", shape, out, &[self], move |_, g| {
-            let mut d_in = vec![0.0; outer * size * inner];
+            let mut d_in = storage::zeroed(outer * size * inner);
             for o in 0..outer {
                 let base = (o * size + start) * inner;
                 d_in[base..base + len * inner]
@@ -287,7 +288,7 @@ impl Tensor {
             out,
             &[self],
             move |_, g| {
-                let mut d_in = vec![0.0; numel];
+                let mut d_in = storage::zeroed(numel);
                 for (&g, &o) in g.iter().zip(&sources) {
                     d_in[o] += g;
                 }

@@ -3,6 +3,7 @@
 
 use rotor_kernels::{elementwise, loss};
 
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::resolve_dim;
@@ -88,7 +89,7 @@ impl Tensor {
     /// If the tensor has rank 0.
     pub fn softmax(&self) -> Result<Tensor> {
         let (rows, cols) = rows_cols("softmax", self)?;
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::for_overwrite(self.numel());
         loss::softmax_forward(rows, cols, self.as_slice(), &mut out);
         Ok(record(
             "softmax",
@@ -96,7 +97,7 @@ impl Tensor {
             out,
             &[self],
             move |ctx, g| {
-                let mut d = vec![0.0; g.len()];
+                let mut d = storage::for_overwrite(g.len());
                 loss::softmax_backward(rows, cols, ctx.output, g, &mut d);
                 vec![Some(d)]
             },
@@ -109,7 +110,7 @@ impl Tensor {
     /// If the tensor has rank 0.
     pub fn log_softmax(&self) -> Result<Tensor> {
         let (rows, cols) = rows_cols("log_softmax", self)?;
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::for_overwrite(self.numel());
         loss::log_softmax_forward(rows, cols, self.as_slice(), &mut out);
         Ok(record(
             "log_softmax",
@@ -117,7 +118,7 @@ impl Tensor {
             out,
             &[self],
             move |ctx, g| {
-                let mut d = vec![0.0; g.len()];
+                let mut d = storage::for_overwrite(g.len());
                 loss::log_softmax_backward(rows, cols, ctx.output, g, &mut d);
                 vec![Some(d)]
             },
@@ -174,7 +175,7 @@ impl Tensor {
 
     /// The fused mean cross-entropy of checked `[rows, cols]` logits.
     fn mean_cross_entropy(&self, rows: usize, cols: usize, targets: &[u32]) -> Tensor {
-        let mut probs = vec![0.0; self.numel()];
+        let mut probs = storage::for_overwrite(self.numel());
         let value = loss::cross_entropy_forward(rows, cols, self.as_slice(), targets, &mut probs);
         let targets = targets.to_vec();
         record(
@@ -183,7 +184,7 @@ impl Tensor {
             vec![value],
             &[self],
             move |_, g| {
-                let mut d = vec![0.0; rows * cols];
+                let mut d = storage::for_overwrite(rows * cols);
                 loss::cross_entropy_backward(rows, cols, &probs, &targets, g[0], &mut d);
                 vec![Some(d)]
             },
@@ -194,7 +195,7 @@ impl Tensor {
     fn per_example_cross_entropy(&self, rows: usize, cols: usize, targets: &[u32]) -> Tensor {
         // NOTE: taken from the log-probabilities rather than as `-ln(softmax)`, which would
         // round a confidently wrong row's tiny probability to 0 and its loss to infinity.
-        let mut log_probs = vec![0.0; rows * cols];
+        let mut log_probs = storage::for_overwrite(rows * cols);
         loss::log_softmax_forward(rows, cols, self.as_slice(), &mut log_probs);
         let losses: Vec<f32> = targets
             .iter()
@@ -209,7 +210,7 @@ impl Tensor {
             &[self],
             move |_, g| {
                 // d loss[r] / d logits[r, j] = softmax[r, j] - [j == targets[r]]
-                let mut d = vec![0.0; rows * cols];
+                let mut d = storage::for_overwrite(rows * cols);
                 elementwise::exp(&log_probs, &mut d);
                 for (r, (&t, &g)) in targets.iter().zip(g).enumerate() {
                     let row = &mut d[r * cols..(r + 1) * cols];

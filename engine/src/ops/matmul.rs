@@ -3,6 +3,7 @@
 use rotor_kernels::elementwise;
 use rotor_kernels::gemm::{MatrixView, MatrixViewMut, sgemm};
 
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::broadcast_shape;
@@ -71,7 +72,7 @@ impl Tensor {
         let (a_batch, b_batch) = (&a[..a.len() - 2], &b[..b.len() - 2]);
         let out_batch = broadcast_shape("matmul", a_batch, b_batch)?;
         let plan = batch_plan(a_batch, b_batch, &out_batch);
-        let mut out = vec![0.0; plan.count * m * n];
+        let mut out = storage::for_overwrite(plan.count * m * n);
         for (i, &(ai, bi)) in plan.pairs.iter().enumerate() {
             let a_i = MatrixView::row_major(&self.as_slice()[ai * m * k..][..m * k], m, k);
             let b_i = MatrixView::row_major(&rhs.as_slice()[bi * k * n..][..k * n], k, n);
@@ -82,8 +83,8 @@ impl Tensor {
         shape.extend([m, n]);
         Ok(record("matmul", shape, out, &[self, rhs], move |ctx, g| {
             let (ta, tb) = (&ctx.inputs[0], &ctx.inputs[1]);
-            let mut ga = ctx.wants(0).then(|| vec![0.0; ta.numel()]);
-            let mut gb = ctx.wants(1).then(|| vec![0.0; tb.numel()]);
+            let mut ga = ctx.wants(0).then(|| storage::zeroed(ta.numel()));
+            let mut gb = ctx.wants(1).then(|| storage::zeroed(tb.numel()));
             for (i, &(ai, bi)) in plan.pairs.iter().enumerate() {
                 let gi = MatrixView::row_major(&g[i * m * n..][..m * n], m, n);
                 if let Some(ga) = ga.as_mut() {
@@ -132,7 +133,7 @@ impl Tensor {
             ));
         }
         let rows: usize = x[..x.len() - 1].iter().product();
-        let mut out = vec![0.0; rows * out_f];
+        let mut out = storage::for_overwrite(rows * out_f);
         // The bias goes in first so that the product can accumulate onto it (beta = 1).
         if let Some(b) = bias
             && out_f > 0
@@ -154,7 +155,7 @@ impl Tensor {
             let (tx, tw) = (&ctx.inputs[0], &ctx.inputs[1]);
             let grad = MatrixView::row_major(g, rows, out_f);
             let gx = ctx.wants(0).then(|| {
-                let mut d = vec![0.0; rows * in_f];
+                let mut d = storage::for_overwrite(rows * in_f);
                 let w_view = MatrixView::row_major(tw.as_slice(), out_f, in_f);
                 sgemm(
                     1.0,
@@ -166,7 +167,7 @@ impl Tensor {
                 d
             });
             let gw = ctx.wants(1).then(|| {
-                let mut d = vec![0.0; out_f * in_f];
+                let mut d = storage::for_overwrite(out_f * in_f);
                 let x_view = MatrixView::row_major(tx.as_slice(), rows, in_f);
                 sgemm(
                     1.0,
@@ -180,7 +181,7 @@ impl Tensor {
             let mut grads = vec![gx, gw];
             if ctx.inputs.len() == 3 {
                 grads.push(ctx.wants(2).then(|| {
-                    let mut d = vec![0.0; out_f];
+                    let mut d = storage::for_overwrite(out_f);
                     elementwise::sum_channels(rows, out_f, 1, g, &mut d);
                     d
                 }));

@@ -5,6 +5,7 @@ use rotor_kernels::norm::{
 };
 
 use super::channels::channel_layout;
+use crate::storage;
 use crate::autograd::{BackwardContext, record};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -22,7 +23,7 @@ impl RunningStats {
     /// Mean 0 and variance 1 for `channels` channels, PyTorch's initial state.
     pub fn new(channels: usize) -> Self {
         Self {
-            mean: vec![0.0; channels],
+            mean: storage::zeroed(channels),
             var: vec![1.0; channels],
         }
     }
@@ -68,9 +69,9 @@ fn record_batch_norm(
         out,
         &inputs,
         move |ctx, grad| {
-            let mut input = vec![0.0; g.input_len()];
-            let mut gamma = vec![0.0; g.channels];
-            let mut beta = vec![0.0; g.channels];
+            let mut input = storage::zeroed(g.input_len());
+            let mut gamma = storage::zeroed(g.channels);
+            let mut beta = storage::zeroed(g.channels);
             let grads = BatchNormGradients {
                 input: &mut input,
                 gamma: &mut gamma,
@@ -112,9 +113,9 @@ impl Tensor {
                 "training needs more than one value per channel",
             ));
         }
-        let mut out = vec![0.0; self.numel()];
-        let mut mean = vec![0.0; g.channels];
-        let mut invstd = vec![0.0; g.channels];
+        let mut out = storage::zeroed(self.numel());
+        let mut mean = storage::zeroed(g.channels);
+        let mut invstd = storage::zeroed(g.channels);
         norm::batch_norm_forward_train(
             &g,
             self.as_slice(),
@@ -159,7 +160,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let op = "batch_norm_eval";
         let g = geometry(op, self, gamma, beta, stats)?;
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::zeroed(self.numel());
         norm::batch_norm_forward_eval(
             &g,
             self.as_slice(),

@@ -3,6 +3,7 @@
 use rotor_kernels::pool::{self, Pool2dGeometry};
 
 use super::conv::check_window;
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -58,12 +59,12 @@ impl Tensor {
         padding: [usize; 2],
     ) -> Result<Tensor> {
         let g = geometry("max_pool2d", self, kernel, stride, padding)?;
-        let mut out = vec![0.0; g.output_len()];
+        let mut out = storage::for_overwrite(g.output_len());
         let mut argmax = vec![0u32; g.output_len()];
         pool::max_pool2d_forward(&g, self.as_slice(), &mut out, &mut argmax);
         let shape = vec![g.batch, g.channels, g.out_h(), g.out_w()];
         Ok(record("max_pool2d", shape, out, &[self], move |_, grad| {
-            let mut d = vec![0.0; g.input_len()];
+            let mut d = storage::for_overwrite(g.input_len());
             pool::max_pool2d_backward(&g, grad, &argmax, &mut d);
             vec![Some(d)]
         }))
@@ -80,11 +81,11 @@ impl Tensor {
         padding: [usize; 2],
     ) -> Result<Tensor> {
         let g = geometry("avg_pool2d", self, kernel, stride, padding)?;
-        let mut out = vec![0.0; g.output_len()];
+        let mut out = storage::for_overwrite(g.output_len());
         pool::avg_pool2d_forward(&g, self.as_slice(), &mut out);
         let shape = vec![g.batch, g.channels, g.out_h(), g.out_w()];
         Ok(record("avg_pool2d", shape, out, &[self], move |_, grad| {
-            let mut d = vec![0.0; g.input_len()];
+            let mut d = storage::for_overwrite(g.input_len());
             pool::avg_pool2d_backward(&g, grad, &mut d);
             vec![Some(d)]
         }))
@@ -104,7 +105,7 @@ impl Tensor {
             ));
         }
         let (n, c, plane) = (x[0], x[1], x[2] * x[3]);
-        let mut out = vec![0.0; n * c];
+        let mut out = storage::for_overwrite(n * c);
         pool::global_avg_pool2d_forward(n, c, plane, self.as_slice(), &mut out);
         Ok(record(
             "global_avg_pool2d",
@@ -112,7 +113,7 @@ impl Tensor {
             out,
             &[self],
             move |_, grad| {
-                let mut d = vec![0.0; n * c * plane];
+                let mut d = storage::for_overwrite(n * c * plane);
                 pool::global_avg_pool2d_backward(n, c, plane, grad, &mut d);
                 vec![Some(d)]
             },

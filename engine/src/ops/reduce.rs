@@ -2,6 +2,7 @@
 
 use rotor_kernels::elementwise;
 
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::resolve_dim;
@@ -29,7 +30,7 @@ fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
 
 /// Spreads `g` (`[outer, inner]`) over the reduced axis, times `factor`.
 fn spread(g: &[f32], outer: usize, len: usize, inner: usize, factor: f32) -> Vec<f32> {
-    let mut d = vec![0.0; outer * len * inner];
+    let mut d = storage::zeroed(outer * len * inner);
     for o in 0..outer {
         let src = &g[o * inner..(o + 1) * inner];
         for l in 0..len {
@@ -64,7 +65,7 @@ impl Tensor {
     pub fn sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         let d = resolve_dim("sum_dim", self.shape(), dim)?;
         let (outer, len, inner) = split_at_dim(self.shape(), d);
-        let mut out = vec![0.0; outer * inner];
+        let mut out = storage::zeroed(outer * inner);
         elementwise::sum_axis(outer, len, inner, self.as_slice(), &mut out);
         let shape = reduced_shape(self.shape(), d, keepdim);
         Ok(record("sum_dim", shape, out, &[self], move |_, g| {
@@ -97,12 +98,12 @@ impl Tensor {
                 format!("dimension {d} is empty"),
             ));
         }
-        let mut out = vec![0.0; outer * inner];
+        let mut out = storage::zeroed(outer * inner);
         let mut argmax = vec![0u32; outer * inner];
         elementwise::max_axis(outer, len, inner, self.as_slice(), &mut out, &mut argmax);
         let shape = reduced_shape(self.shape(), d, keepdim);
         Ok(record("max_dim", shape, out, &[self], move |_, g| {
-            let mut d = vec![0.0; outer * len * inner];
+            let mut d = storage::zeroed(outer * len * inner);
             for o in 0..outer {
                 for i in 0..inner {
                     let l = argmax[o * inner + i] as usize;
@@ -128,7 +129,7 @@ impl Tensor {
                 format!("dimension {d} is empty"),
             ));
         }
-        let mut out = vec![0.0; outer * inner];
+        let mut out = storage::zeroed(outer * inner);
         let mut argmax = vec![0u32; outer * inner];
         elementwise::max_axis(outer, len, inner, self.as_slice(), &mut out, &mut argmax);
         Ok(argmax.into_iter().map(|i| i as usize).collect())

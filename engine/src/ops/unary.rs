@@ -3,6 +3,7 @@
 
 use rotor_kernels::{activation, elementwise};
 
+use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -15,7 +16,7 @@ fn map(
     forward: impl Fn(&[f32], &mut [f32]),
     local: impl Fn(f32, f32) -> f32 + Send + Sync + 'static,
 ) -> Tensor {
-    let mut out = vec![0.0; t.numel()];
+    let mut out = storage::zeroed(t.numel());
     forward(t.as_slice(), &mut out);
     record(op, t.shape().to_vec(), out, &[t], move |ctx, g| {
         let x = ctx.inputs[0].as_slice();
@@ -45,7 +46,7 @@ impl Tensor {
 
     /// `self * alpha`.
     pub fn mul_scalar(&self, alpha: f32) -> Tensor {
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::for_overwrite(self.numel());
         elementwise::scale(self.as_slice(), alpha, &mut out);
         record(
             "mul_scalar",
@@ -53,7 +54,7 @@ impl Tensor {
             out,
             &[self],
             move |_, g| {
-                let mut d = vec![0.0; g.len()];
+                let mut d = storage::for_overwrite(g.len());
                 elementwise::scale(g, alpha, &mut d);
                 vec![Some(d)]
             },
@@ -62,7 +63,7 @@ impl Tensor {
 
     /// `self + value`.
     pub fn add_scalar(&self, value: f32) -> Tensor {
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::for_overwrite(self.numel());
         elementwise::add_scalar(self.as_slice(), value, &mut out);
         record("add_scalar", self.shape().to_vec(), out, &[self], |_, g| {
             vec![Some(g.to_vec())]
@@ -124,10 +125,10 @@ impl Tensor {
 
     /// `max(0, self)` (derivative 0 at 0, as PyTorch).
     pub fn relu(&self) -> Tensor {
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::for_overwrite(self.numel());
         activation::relu_forward(self.as_slice(), &mut out);
         record("relu", self.shape().to_vec(), out, &[self], |ctx, g| {
-            let mut d = vec![0.0; g.len()];
+            let mut d = storage::for_overwrite(g.len());
             activation::relu_backward(ctx.inputs[0].as_slice(), g, &mut d);
             vec![Some(d)]
         })
@@ -135,10 +136,10 @@ impl Tensor {
 
     /// GELU in its exact form `x * Phi(x)` (PyTorch's default `nn.GELU()`).
     pub fn gelu(&self) -> Tensor {
-        let mut out = vec![0.0; self.numel()];
+        let mut out = storage::for_overwrite(self.numel());
         activation::gelu_forward(self.as_slice(), &mut out);
         record("gelu", self.shape().to_vec(), out, &[self], |ctx, g| {
-            let mut d = vec![0.0; g.len()];
+            let mut d = storage::for_overwrite(g.len());
             activation::gelu_backward(ctx.inputs[0].as_slice(), g, &mut d);
             vec![Some(d)]
         })
