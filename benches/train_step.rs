@@ -2,16 +2,18 @@
 //! optimizer update, as the library's `Trainer` runs it. Reported as images per second.
 //!
 //! Besides the full-width nets (rotated ReLU and plain ReLU), a keep sweep times the
-//! compacted rotated-ReLU nets that keep 75%, 50% and 25% of the channels of every hidden
-//! layer, what training costs after compaction while training (`CompactEvery`), with SGD
-//! and with Adam.
+//! rotated-ReLU nets that keep 75%, 50% and 25% of the channels of every hidden layer, with
+//! SGD and with Adam, two ways: *masked*, the full-width net with the other channels'
+//! slopes zero and frozen, which training skips (masked fine-tuning), and *compacted*, the
+//! smaller net compaction while training (`CompactEvery`) leaves.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rotor::datasets::{BatchOptions, Subset, load_mnist};
 use rotor::engine::{SeedableRng, SeededRng, Tensor};
-use rotor::nn::{Activation, Adam, MnistNet, Module, Optimizer, Sgd};
+use rotor::nn::prune::{GateKind, freeze_dead};
+use rotor::nn::{Activation, Adam, Layer, MnistNet, Module, Optimizer, Sgd};
 
 const BATCH: usize = 64;
 /// Hidden widths of MnistNet at full width.
@@ -19,6 +21,23 @@ const FULL: [usize; 3] = [32, 64, 128];
 
 /// A fresh optimizer of one kind.
 type MakeOptimizer = fn() -> Box<dyn Optimizer>;
+
+/// A full-width net whose hidden layers keep only their first `keep` percent of channels
+/// live: the others' slopes are zero and frozen, as after masking and `freeze_dead`.
+fn masked(keep: usize, rng: &mut SeededRng) -> MnistNet {
+    let mut model = MnistNet::new(Activation::Rotated, rng).unwrap();
+    let net = model.sequential_mut().expect("MnistNet is a sequence");
+    for (_, layer) in net.layers_mut() {
+        if let Layer::RotatedRelu(act) = layer {
+            act.slope.update(|a| {
+                let live = a.len() * keep / 100;
+                a[live..].fill(0.0);
+            });
+        }
+    }
+    freeze_dead(net, GateKind::Slope);
+    model
+}
 
 /// One step of `model` on the batch.
 fn step(model: &mut MnistNet, optimizer: &mut dyn Optimizer, images: &Tensor, labels: &[u32]) {
@@ -67,6 +86,14 @@ fn train_step(c: &mut Criterion) {
             group.bench_function(name, |b| {
                 b.iter(|| step(&mut model, optimizer.as_mut(), &images, &labels))
             });
+            if keep < 100 {
+                let mut model = masked(keep, &mut SeededRng::seed_from_u64(0));
+                let mut optimizer = make();
+                let name = format!("mnistnet_rotated_keep{keep}_masked_{optimizer_name}_batch64");
+                group.bench_function(name, |b| {
+                    b.iter(|| step(&mut model, optimizer.as_mut(), &images, &labels))
+                });
+            }
         }
     }
     group.finish();

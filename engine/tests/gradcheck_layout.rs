@@ -104,6 +104,30 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn select_channels(s in shape(1, 4, 4), with_cols in any::<bool>(), picks in (1usize..5, 1usize..5), seed in any::<u64>()) {
+        let with_cols = with_cols && s.len() >= 2;
+        let x = tensor(&s, Values::Any, seed);
+        let mut rng = SeededRng::seed_from_u64(seed);
+        // Indices may repeat and come in any order: the backward scatter must add.
+        let rows: Vec<usize> = (0..picks.0).map(|_| rng.random_range(0..s[0])).collect();
+        let cols: Option<Vec<usize>> =
+            with_cols.then(|| (0..picks.1).map(|_| rng.random_range(0..s[1])).collect());
+        check_gradients(|t| t[0].select_channels(&rows, cols.as_deref()), std::slice::from_ref(&x));
+        let out = x.select_channels(&rows, cols.as_deref()).unwrap();
+        let inner: usize = s[if with_cols { 2 } else { 1 }..].iter().product();
+        let row_len: usize = s[1..].iter().product();
+        let cols = cols.unwrap_or(vec![0]);
+        let mut expected = Vec::new();
+        for &r in &rows {
+            for &c in &cols {
+                let start = r * row_len + c * inner;
+                expected.extend_from_slice(&x.as_slice()[start..start + inner]);
+            }
+        }
+        prop_assert_eq!(out.as_slice(), expected.as_slice());
+    }
 }
 
 #[test]
@@ -155,4 +179,19 @@ fn shape_errors_name_the_op_and_the_shapes() {
     assert!(Tensor::concat(&[], 0).is_err());
     assert!(a.linear(&b, None).is_err());
     assert!(Tensor::zeros(&[usize::MAX, 2]).is_err());
+}
+
+#[test]
+fn select_channels_checks_its_indices() {
+    let x = Tensor::from_vec((0..12).map(|v| v as f32).collect(), &[2, 3, 2]).unwrap();
+    let y = x.select_channels(&[1], Some(&[2, 0])).unwrap();
+    assert_eq!(y.shape(), &[1, 2, 2]);
+    assert_eq!(y.as_slice(), &[10.0, 11.0, 6.0, 7.0]);
+    assert_eq!(
+        x.select_channels(&[2], None).unwrap_err().to_string(),
+        "select_channels: row 2 is out of range for 2 in [2, 3, 2]"
+    );
+    assert!(x.select_channels(&[0], Some(&[3])).is_err());
+    let scalar = Tensor::from_vec(vec![1.0], &[]).unwrap();
+    assert!(scalar.select_channels(&[0], None).is_err());
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Values, tensor};
-use rotor_engine::{Result, RunningStats, Tensor, storage};
+use rotor_engine::{Result, RunningStats, storage};
 
 /// Every op whose output or gradient buffer is taken for overwriting, at sizes the pool
 /// recycles, chained into one loss; returns the loss and the gradients of every leaf.
@@ -20,7 +20,9 @@ fn forward_backward() -> Result<Vec<Vec<f32>>> {
     let slope2 = tensor(&[16], Values::Positive, 8).requires_grad();
     let fc = tensor(&[64, 8], Values::Any, 9).requires_grad();
     let fc_bias = tensor(&[64], Values::Any, 10).requires_grad();
-    let leaves = [&x, &w1, &b1, &slope, &gamma, &beta, &w2, &slope2, &fc, &fc_bias];
+    let leaves = [
+        &x, &w1, &b1, &slope, &gamma, &beta, &w2, &slope2, &fc, &fc_bias,
+    ];
 
     let mut stats = RunningStats::new(16);
     let h = x.conv2d(&w1, Some(&b1), [1, 1], [1, 1])?;

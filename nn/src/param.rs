@@ -40,6 +40,16 @@ impl Param {
         }
     }
 
+    /// A parameter whose tensor is computed from other parameters and recorded (a view of
+    /// part of one), so that the gradient flows through it to them.
+    pub(crate) fn derived(tensor: Tensor, kind: ParamKind) -> Self {
+        Self {
+            tensor,
+            kind,
+            frozen: None,
+        }
+    }
+
     /// The parameter itself: the gradient-tracking leaf that a backward pass computes a
     /// gradient for. Use it in training forwards, so that the loss reaches the parameter.
     ///

@@ -4,9 +4,9 @@ use rotor_kernels::activation;
 use rotor_kernels::elementwise::ChannelShape;
 
 use super::channels::channel_layout;
-use crate::storage;
 use crate::autograd::record;
 use crate::error::Result;
+use crate::storage;
 use crate::tensor::Tensor;
 
 type PerChannelForward = fn(&ChannelShape, &[f32], &[f32], &mut [f32]);

@@ -3,10 +3,10 @@
 use rotor_kernels::elementwise;
 
 use super::broadcast::{channel_view, expand, reduce_to};
-use crate::storage;
 use crate::autograd::record;
 use crate::error::Result;
 use crate::shape::broadcast_shape;
+use crate::storage;
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

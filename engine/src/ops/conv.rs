@@ -2,9 +2,9 @@
 
 use rotor_kernels::conv::{Conv2dGeometry, Conv2dGradients, conv2d_backward, conv2d_forward};
 
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
+use crate::storage;
 use crate::tensor::Tensor;
 
 /// Checks a window of `kernel` with `stride` and `pad` against an input extent, for the
@@ -111,7 +111,8 @@ impl Tensor {
         Ok(record("conv2d", shape, out, &inputs, move |ctx, grad| {
             let mut gx = ctx.wants(0).then(|| storage::for_overwrite(g.input_len()));
             let mut gw = ctx.wants(1).then(|| storage::for_overwrite(g.weight_len()));
-            let mut gb = (ctx.inputs.len() == 3 && ctx.wants(2)).then(|| storage::for_overwrite(g.out_channels));
+            let mut gb = (ctx.inputs.len() == 3 && ctx.wants(2))
+                .then(|| storage::for_overwrite(g.out_channels));
             let wanted = Conv2dGradients {
                 input: gx.as_deref_mut(),
                 weight: gw.as_deref_mut(),

@@ -1,10 +1,10 @@
 //! Operations that rearrange elements: reshape, permute, narrow, concat, broadcast, gather.
 
 use super::broadcast::{expand, reduce_to};
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::{broadcast_shape, checked_numel, contiguous_strides, resolve_dim};
+use crate::storage;
 use crate::tensor::Tensor;
 
 impl Tensor {

@@ -3,10 +3,10 @@
 
 use rotor_kernels::{elementwise, loss};
 
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::resolve_dim;
+use crate::storage;
 use crate::tensor::Tensor;
 
 /// How a loss over a batch combines the per-example losses (PyTorch's `reduction`).

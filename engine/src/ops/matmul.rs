@@ -3,10 +3,10 @@
 use rotor_kernels::elementwise;
 use rotor_kernels::gemm::{MatrixView, MatrixViewMut, sgemm};
 
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::broadcast_shape;
+use crate::storage;
 use crate::tensor::Tensor;
 
 /// How the batch dimensions of a batched product map onto each operand.

@@ -12,6 +12,7 @@ mod matmul;
 mod norm;
 mod pool;
 mod reduce;
+mod select;
 mod unary;
 
 pub use loss::Reduction;

@@ -5,9 +5,9 @@ use rotor_kernels::norm::{
 };
 
 use super::channels::channel_layout;
-use crate::storage;
 use crate::autograd::{BackwardContext, record};
 use crate::error::{Error, Result};
+use crate::storage;
 use crate::tensor::Tensor;
 
 /// The running statistics a batch-norm layer keeps for evaluation.

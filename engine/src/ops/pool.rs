@@ -3,9 +3,9 @@
 use rotor_kernels::pool::{self, Pool2dGeometry};
 
 use super::conv::check_window;
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
+use crate::storage;
 use crate::tensor::Tensor;
 
 fn geometry(

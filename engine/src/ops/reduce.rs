@@ -2,10 +2,10 @@
 
 use rotor_kernels::elementwise;
 
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::shape::resolve_dim;
+use crate::storage;
 use crate::tensor::Tensor;
 
 /// `shape` seen as `[outer, len, inner]` around dimension `dim`.

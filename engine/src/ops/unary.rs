@@ -3,9 +3,9 @@
 
 use rotor_kernels::{activation, elementwise};
 
-use crate::storage;
 use crate::autograd::record;
 use crate::error::{Error, Result};
+use crate::storage;
 use crate::tensor::Tensor;
 
 /// Applies `forward` to produce the output and records `local` as the derivative rule: the

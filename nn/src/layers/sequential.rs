@@ -328,6 +328,9 @@ impl Module for Sequential {
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        if let Some(result) = crate::prune::forward_train_live(self, x) {
+            return result;
+        }
         self.layers
             .iter_mut()
             .try_fold(x.clone(), |h, (name, layer)| {

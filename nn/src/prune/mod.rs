@@ -14,7 +14,8 @@
 //! 3. [`Savings::new`] counts parameters, FLOPs and bytes before and after, per layer;
 //! 4. [`choose_zeta`] picks the largest threshold that keeps validation accuracy;
 //! 5. [`freeze_dead`] and [`train_only`] set up masked fine-tuning and the paper's
-//!    two-step training.
+//!    two-step training; a training forward skips the channels whose gates are frozen at
+//!    zero, so masked fine-tuning costs what training the compacted network costs.
 //!
 //! [`prune_at`] (a given threshold) and [`prune_on_validation`] (a threshold chosen on
 //! validation data) run steps 1 to 4 in one call on a copy of the network.
@@ -45,6 +46,7 @@ mod gate;
 mod pipeline;
 mod plan;
 mod savings;
+mod skipping;
 mod trace;
 mod track;
 mod walk;
@@ -56,5 +58,6 @@ pub use gate::{GateKind, gate_magnitudes};
 pub use pipeline::{Pruned, ZetaSearch, prune_at, prune_on_validation};
 pub use plan::{LayerPlan, PlanLayerKind, PrunePlan};
 pub use savings::{Savings, SavingsRow};
+pub(crate) use skipping::forward_train_live;
 pub use track::compact_tracked;
 pub use zeta::{SweepPoint, ZetaChoice, candidate_zetas, choose_zeta};

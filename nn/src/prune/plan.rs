@@ -6,7 +6,7 @@ use rotor_engine::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use super::gate::GateKind;
-use super::trace::{Effect, Trace};
+use super::trace::{Dead, Effect, Trace};
 use super::walk::visit_leaves;
 use crate::layers::{Layer, Sequential, check_per_channel};
 
@@ -84,6 +84,20 @@ impl PrunePlan {
     /// flattened channels; or a custom layer that declares its channels flow through
     /// unchanged but holds parameters.
     pub fn new(net: &Sequential, gate: GateKind, zeta: f32) -> Result<Self> {
+        Self::traced(net, gate, Dead::AtMost(zeta), zeta)
+    }
+
+    /// The plan of the channels training can skip: those whose gates of kind `gate` are
+    /// exactly zero and frozen (see [`freeze_dead`](super::freeze_dead)), as a plan at
+    /// `zeta = 0` would find them were every zero gate frozen.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn frozen_zeros(net: &Sequential, gate: GateKind) -> Result<Self> {
+        Self::traced(net, gate, Dead::FrozenZero, 0.0)
+    }
+
+    fn traced(net: &Sequential, gate: GateKind, dead: Dead, zeta: f32) -> Result<Self> {
         let mut custom_error = None;
         super::walk::visit_leaves(net, "", &mut |path, layer| {
             if let Layer::Custom(custom) = layer
@@ -95,7 +109,7 @@ impl PrunePlan {
         if let Some(e) = custom_error {
             return Err(e);
         }
-        let trace = Trace::new(net, gate, zeta);
+        let trace = Trace::new(net, gate, dead);
         let spaces = Spaces::new(&trace)?;
         let mut plans = HashMap::new();
         for p in &trace.producers {

@@ -12,7 +12,33 @@
 use super::gate::GateKind;
 use super::plan::PlanLayerKind;
 use crate::layers::{ChannelFlow, Layer, Sequential};
-use crate::param::join_path;
+use crate::param::{Param, join_path};
+
+/// Which elements of a gate count as dead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Dead {
+    /// Magnitude at most the threshold: what pruning at that zeta removes.
+    AtMost(f32),
+    /// Exactly zero and frozen: what training may skip, since no step can revive it.
+    FrozenZero,
+}
+
+impl Dead {
+    fn of(self, gate: &Param) -> Vec<bool> {
+        let values = gate.tensor().as_slice();
+        match self {
+            Dead::AtMost(zeta) => values.iter().map(|a| a.abs() <= zeta).collect(),
+            Dead::FrozenZero => match gate.frozen() {
+                Some(frozen) => values
+                    .iter()
+                    .zip(frozen)
+                    .map(|(&a, &frozen)| frozen && a == 0.0)
+                    .collect(),
+                None => vec![false; values.len()],
+            },
+        }
+    }
+}
 
 /// What a per-channel layer does to the channels that are exactly zero.
 #[derive(Debug)]
@@ -97,12 +123,12 @@ pub(crate) struct Trace {
 }
 
 impl Trace {
-    /// Traces `net` for gates of kind `kind` whose magnitude is at most `zeta`.
-    pub fn new(net: &Sequential, kind: GateKind, zeta: f32) -> Self {
+    /// Traces `net` for gates of kind `kind`, whose elements `dead` says are dead.
+    pub fn new(net: &Sequential, kind: GateKind, dead: Dead) -> Self {
         let mut trace = Trace::default();
         let input = trace.segment(Vec::new());
         trace.segments[input].pinned = true;
-        let output = trace.walk(net, "", kind, zeta, input);
+        let output = trace.walk(net, "", kind, dead, input);
         trace.segments[output].pinned = true;
         trace
     }
@@ -123,11 +149,11 @@ impl Trace {
         seq: &Sequential,
         prefix: &str,
         kind: GateKind,
-        zeta: f32,
+        dead: Dead,
         at: usize,
     ) -> usize {
         seq.layers().iter().fold(at, |at, (name, layer)| {
-            self.layer(layer, &join_path(prefix, name), kind, zeta, at)
+            self.layer(layer, &join_path(prefix, name), kind, dead, at)
         })
     }
 
@@ -185,20 +211,17 @@ impl Trace {
         layer: &Layer,
         scaled: (PlanLayerKind, usize),
         kind: GateKind,
-        zeta: f32,
+        dead: Dead,
     ) -> usize {
         let effect = match kind.gate_of(layer) {
-            Some(gate) => {
-                let values = gate.tensor().as_slice();
-                Effect::Gate(values.iter().map(|a| a.abs() <= zeta).collect())
-            }
+            Some(gate) => Effect::Gate(dead.of(gate)),
             None if matches!(layer, Layer::BatchNorm2d(_)) => Effect::Clear,
             None => Effect::Pass,
         };
         self.member(at, path, Some(scaled), effect)
     }
 
-    fn layer(&mut self, layer: &Layer, path: &str, kind: GateKind, zeta: f32, at: usize) -> usize {
+    fn layer(&mut self, layer: &Layer, path: &str, kind: GateKind, dead: Dead, at: usize) -> usize {
         match layer {
             Layer::Conv2d(conv) => {
                 let widths = (conv.in_channels(), conv.out_channels());
@@ -210,15 +233,15 @@ impl Trace {
             }
             Layer::BatchNorm2d(l) => {
                 let scaled = (PlanLayerKind::BatchNorm2d, l.channels());
-                self.scaled(at, path, layer, scaled, kind, zeta)
+                self.scaled(at, path, layer, scaled, kind, dead)
             }
             Layer::RotatedRelu(l) => {
                 let scaled = (PlanLayerKind::RotatedRelu, l.channels());
-                self.scaled(at, path, layer, scaled, kind, zeta)
+                self.scaled(at, path, layer, scaled, kind, dead)
             }
             Layer::RotatedGelu(l) => {
                 let scaled = (PlanLayerKind::RotatedGelu, l.channels());
-                self.scaled(at, path, layer, scaled, kind, zeta)
+                self.scaled(at, path, layer, scaled, kind, dead)
             }
             Layer::Relu(_)
             | Layer::Gelu(_)
@@ -227,15 +250,15 @@ impl Trace {
             | Layer::GlobalAvgPool(_)
             | Layer::Dropout(_) => self.member(at, path, None, Effect::Pass),
             Layer::Flatten(_) => self.member(at, path, None, Effect::Flatten),
-            Layer::Sequential(inner) => self.walk(inner, path, kind, zeta, at),
+            Layer::Sequential(inner) => self.walk(inner, path, kind, dead, at),
             Layer::Residual(block) => {
                 let body_in = self.segment(vec![at]);
                 let body_out =
-                    self.walk(&block.body, &join_path(path, "body"), kind, zeta, body_in);
+                    self.walk(&block.body, &join_path(path, "body"), kind, dead, body_in);
                 let skip_out = match &block.shortcut {
                     Some(shortcut) => {
                         let skip_in = self.segment(vec![at]);
-                        self.walk(shortcut, &join_path(path, "shortcut"), kind, zeta, skip_in)
+                        self.walk(shortcut, &join_path(path, "shortcut"), kind, dead, skip_in)
                     }
                     None => at,
                 };
