@@ -258,7 +258,7 @@ fn run(args: Args, cluster: &Cluster) -> AnyResult<()> {
         epochs: args.epochs,
         compact: (activation == Activation::Rotated).then_some(GateKind::Slope),
     };
-    train(
+    let trained = train(
         &mut model,
         optimizer,
         &phase,
@@ -281,8 +281,14 @@ fn run(args: Args, cluster: &Cluster) -> AnyResult<()> {
         weights_only: two_step,
         time_inference: true,
     };
-    let (main_run, small) =
-        prune_method(&main_method, model.as_sequential(), &data, &args, cluster)?;
+    let (main_run, small) = prune_method(
+        &main_method,
+        model.as_sequential(),
+        &trained,
+        &data,
+        &args,
+        cluster,
+    )?;
     let pruned_path = args.save.with_extension("pruned.safetensors");
     if cluster.is_root() {
         checkpoint::save(&small, &pruned_path)?;
@@ -387,7 +393,7 @@ fn baseline(
         epochs: args.epochs,
         compact: None,
     };
-    train(
+    let trained = train(
         &mut net,
         optimizer,
         &phase,
@@ -395,7 +401,7 @@ fn baseline(
         args,
         cluster,
     )?;
-    Ok(prune_method(method, &net, data, args, cluster)?.0)
+    Ok(prune_method(method, &net, &trained, data, args, cluster)?.0)
 }
 
 /// Training (less the validation split, optionally limited), validation and test sets.

@@ -5,6 +5,7 @@ use rotor::datasets::{BatchOptions, ImageDataset};
 use rotor::nn::inference::compare_throughput;
 use rotor::nn::prune::{self, GateKind, Pruned, ZetaSearch};
 use rotor::nn::report::{Accuracies, GateHistogram, RunReport, Throughput};
+use rotor::nn::train::History;
 use rotor::nn::{Module, ParamKind, Sequential};
 
 use crate::Args;
@@ -41,10 +42,12 @@ pub struct Method<'a> {
     pub time_inference: bool,
 }
 
-/// Prunes the trained `net`; returns the method's report and the compacted network.
+/// Prunes the trained `net` (`trained`: how its training went); returns the method's
+/// report and the compacted network.
 pub fn prune_method(
     method: &Method<'_>,
     net: &Sequential,
+    trained: &History,
     data: &Splits,
     args: &Args,
     cluster: &Cluster,
@@ -86,7 +89,7 @@ pub fn prune_method(
     );
 
     let finetuned = match method.gate {
-        Some(kind) => finetune(method, kind, &mut small, data, args, cluster)?,
+        Some(kind) => finetune(method, kind, &mut small, trained, data, args, cluster)?,
         None => None,
     };
 
@@ -143,11 +146,13 @@ pub fn prune_method(
 }
 
 /// Fine-tunes the compacted network (or, in two-step training, trains its weights for the
-/// first time); returns its test accuracy afterwards, `None` when there are no epochs.
+/// first time) and says how much faster than the full network's its steps ran; returns its
+/// test accuracy afterwards, `None` when there are no epochs.
 fn finetune(
     method: &Method<'_>,
     kind: GateKind,
     small: &mut Sequential,
+    trained: &History,
     data: &Splits,
     args: &Args,
     cluster: &Cluster,
@@ -185,7 +190,7 @@ fn finetune(
         epochs,
         compact: None,
     };
-    train(
+    let finetuned = train(
         small,
         optimizer,
         &phase,
@@ -193,6 +198,15 @@ fn finetune(
         args,
         cluster,
     )?;
+    let (full, compacted) = (trained.images_per_second(), finetuned.images_per_second());
+    if full > 0.0 && compacted > 0.0 {
+        // NOTE: the share of a full-width step that the compacted step no longer spends.
+        say!(
+            "{}: training steps ran at {compacted:.0} images/s compacted against {full:.0} at full width: the dead channels no longer cost {:.0}% of the training time",
+            method.name,
+            100.0 * (1.0 - full / compacted)
+        );
+    }
     let accuracy = accuracy(small, &data.test)?;
     say!(
         "{}: test accuracy {:.2}% after fine-tuning",

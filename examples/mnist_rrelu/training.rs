@@ -9,7 +9,7 @@ use rotor::datasets::{Batch, BatchOptions, ImageDataset};
 use rotor::nn::inference::{InferencePlan, PlanOptions};
 use rotor::nn::prune::{GateKind, PrunePlan, Savings};
 use rotor::nn::train::{
-    Callback, CompactEvery, EpochSummary, StepInfo, TrainError, Trainer, evaluate,
+    Callback, CompactEvery, EpochSummary, History, StepInfo, TrainError, Trainer, evaluate,
 };
 use rotor::nn::{Adam, AdamW, CosineAnnealingLr, Module, Optimizer, Sequential, Sgd};
 
@@ -92,7 +92,8 @@ pub struct Phase<'a> {
 
 /// Trains `model` with `optimizer` on a cosine schedule from its learning rate (on this
 /// rank's shards of the batches), compacting it between epochs when `--compact-every`
-/// asks, and prints a line per epoch with the validation accuracy.
+/// asks, and prints a line per epoch with the validation accuracy; returns the epochs'
+/// summaries.
 pub fn train(
     model: &mut dyn Module,
     optimizer: Box<dyn Optimizer>,
@@ -100,7 +101,7 @@ pub fn train(
     (train, val): (&ImageDataset, &ImageDataset),
     args: &Args,
     cluster: &Cluster,
-) -> AnyResult<()> {
+) -> AnyResult<History> {
     let epochs = phase.epochs;
     let options = BatchOptions {
         batch_size: args.batch_size,
@@ -145,7 +146,7 @@ pub fn train(
     if let Some(compaction) = &mut compaction {
         callbacks.push(compaction);
     }
-    trainer.fit(
+    let history = trainer.fit(
         model,
         |epoch| {
             let batches = train.batches(&options, epoch as u64);
@@ -153,7 +154,7 @@ pub fn train(
         },
         &mut callbacks,
     )?;
-    Ok(())
+    Ok(history)
 }
 
 /// Forward FLOPs per input of `model` (which must expose its network).

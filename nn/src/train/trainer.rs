@@ -58,6 +58,15 @@ pub struct History {
     pub epochs: Vec<EpochSummary>,
 }
 
+impl History {
+    /// Training inputs per second over every epoch (0 before the first).
+    pub fn images_per_second(&self) -> f64 {
+        let images: usize = self.epochs.iter().map(|e| e.images).sum();
+        let seconds: f64 = self.epochs.iter().map(|e| e.seconds).sum();
+        images as f64 / seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
 /// Trains a classifier: per epoch, sets the schedule's learning rate, and for each batch
 /// runs [`Module::forward_train`], the mean cross-entropy, the backward pass and one
 /// optimizer step.
