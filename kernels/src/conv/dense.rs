@@ -98,18 +98,22 @@ pub(super) fn input_gradient(
     grad_input: &mut [f32],
 ) {
     let filters = flipped_transposed(g, weight);
-    PADDED.with_borrow_mut(|buffer| {
-        let padded = pad_planes(g, transposed, grad_output, buffer);
-        forward(transposed, padded, &filters, None, grad_input);
-    });
+    // NOTE: taken out for the call, not borrowed: while this thread waits for the pool it
+    // may run another task that computes an input gradient too (which then pads into a
+    // fresh buffer).
+    let mut buffer = PADDED.take();
+    let padded = pad_planes(g, transposed, grad_output, &mut buffer);
+    forward(transposed, padded, &filters, None, grad_input);
+    PADDED.set(buffer);
 }
 
 thread_local! {
-    /// The padded output gradient of the last input gradient computed on this thread.
+    /// The buffer the output gradient is padded into, kept by each calling thread at the
+    /// largest size it has needed.
     ///
-    /// NOTE: kept, not allocated per call: the fresh pages of a new buffer (12.8 MB for
-    /// MnistNet's second layer at batch 64) cost as much again as the copy into them.
-    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// NOTE: kept, not allocated per call: the fresh pages of a new buffer (12.8 MB for 64
+    /// channels of 28x28 at batch 64) cost as much again as the copy into them.
+    static PADDED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `grad_output`'s planes centred in zero planes of `transposed`'s input size, in `buffer`.
