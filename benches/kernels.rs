@@ -1,5 +1,6 @@
-//! Throughput of the compute-bound kernels: GEMM, MnistNet's second convolution and its
-//! first linear layer and both convolutions through the inference kernel (their "elements" are floating-point operations, so criterion's
+//! Throughput of the compute-bound kernels: GEMM, MnistNet's two convolutions (training
+//! forward and backward, and through the inference kernel) and its first linear layer
+//! (their "elements" are floating-point operations, so criterion's
 //! `Gelem/s` reads GFLOP/s), plus the activation kernels. The linear and activation groups
 //! are registered from `kernels/`.
 //!
@@ -57,14 +58,15 @@ fn sgemm(c: &mut Criterion) {
     group.finish();
 }
 
-/// MnistNet's second convolution: 32 -> 64 channels, 3x3, on 26x26 maps, batch 64.
-fn mnist_conv2() -> Conv2dGeometry {
+/// MnistNet's convolutions at batch 64, 3x3, unit-stride and unpadded: `conv1` (1 -> 32
+/// channels on 28x28 maps) and `conv2` (32 -> 64 channels on 26x26).
+fn mnist_conv(in_channels: usize, out_channels: usize, side: usize) -> Conv2dGeometry {
     Conv2dGeometry {
         batch: 64,
-        in_channels: 32,
-        out_channels: 64,
-        in_h: 26,
-        in_w: 26,
+        in_channels,
+        out_channels,
+        in_h: side,
+        in_w: side,
         kernel_h: 3,
         kernel_w: 3,
         stride_h: 1,
@@ -74,48 +76,56 @@ fn mnist_conv2() -> Conv2dGeometry {
     }
 }
 
+/// The training convolutions: `conv2d/forward` and `conv2d/backward` on MnistNet's second
+/// convolution, `conv2d/conv1_forward` and `conv2d/conv1_backward` on its first (whose
+/// backward computes no input gradient, as in training, where the images need none).
 fn conv2d(c: &mut Criterion) {
-    let g = mnist_conv2();
-    let input = filled(g.input_len(), 3);
-    let weight = filled(g.weight_len(), 4);
-    let bias = filled(g.out_channels, 5);
-    let grad_output = filled(g.output_len(), 6);
-    let mut output = vec![0.0; g.output_len()];
-    let mut grad_input = vec![0.0; g.input_len()];
-    let mut grad_weight = vec![0.0; g.weight_len()];
-    let mut grad_bias = vec![0.0; g.out_channels];
-
     let mut group = c.benchmark_group("conv2d");
-    group.throughput(Throughput::Elements(g.flops()));
-    group.bench_function("forward", |bench| {
-        bench.iter(|| {
-            conv::conv2d_forward(
-                &g,
-                black_box(&input),
-                black_box(&weight),
-                Some(&bias),
-                &mut output,
-            )
-        })
-    });
-    // NOTE: the input gradient and the weight gradient each cost one forward's FLOPs.
-    group.throughput(Throughput::Elements(2 * g.flops()));
-    group.bench_function("backward", |bench| {
-        bench.iter(|| {
-            let grads = conv::Conv2dGradients {
-                input: Some(&mut grad_input),
-                weight: Some(&mut grad_weight),
-                bias: Some(&mut grad_bias),
-            };
-            conv::conv2d_backward(
-                &g,
-                black_box(&input),
-                black_box(&weight),
-                black_box(&grad_output),
-                grads,
-            )
-        })
-    });
+    for (prefix, g, input_gradient) in [
+        ("", mnist_conv(32, 64, 26), true),
+        ("conv1_", mnist_conv(1, 32, 28), false),
+    ] {
+        let input = filled(g.input_len(), 3);
+        let weight = filled(g.weight_len(), 4);
+        let bias = filled(g.out_channels, 5);
+        let grad_output = filled(g.output_len(), 6);
+        let mut output = vec![0.0; g.output_len()];
+        let mut grad_input = vec![0.0; g.input_len()];
+        let mut grad_weight = vec![0.0; g.weight_len()];
+        let mut grad_bias = vec![0.0; g.out_channels];
+
+        group.throughput(Throughput::Elements(g.flops()));
+        group.bench_function(format!("{prefix}forward"), |bench| {
+            bench.iter(|| {
+                conv::conv2d_forward(
+                    &g,
+                    black_box(&input),
+                    black_box(&weight),
+                    Some(&bias),
+                    &mut output,
+                )
+            })
+        });
+        // NOTE: the input gradient and the weight gradient each cost one forward's FLOPs.
+        let gradients = if input_gradient { 2 } else { 1 };
+        group.throughput(Throughput::Elements(gradients * g.flops()));
+        group.bench_function(format!("{prefix}backward"), |bench| {
+            bench.iter(|| {
+                let grads = conv::Conv2dGradients {
+                    input: input_gradient.then_some(&mut grad_input[..]),
+                    weight: Some(&mut grad_weight),
+                    bias: Some(&mut grad_bias),
+                };
+                conv::conv2d_backward(
+                    &g,
+                    black_box(&input),
+                    black_box(&weight),
+                    black_box(&grad_output),
+                    grads,
+                )
+            })
+        });
+    }
     group.finish();
 }
 

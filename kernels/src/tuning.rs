@@ -21,6 +21,11 @@ pub(crate) mod implicit {
     /// A batch split by filters is cut into this many times more groups than tasks wanted,
     /// so that a thread that starts late (woken from sleep) takes fewer.
     pub(crate) const GROUPS_PER_TASK: usize = 2;
+    /// The fewest input channels (filters of the transposed convolution) for which a
+    /// layer's input gradient runs on the implicit product: fewer leave the micro-kernel's
+    /// blocks of filters mostly empty (measured on the Xeon with AVX-512: 3 to 6 channels
+    /// lost to col2im, 8 won by a tenth, 16 by a fifth; see `conv/dense.rs`).
+    pub(crate) const MIN_INPUT_GRADIENT_FILTERS: usize = 8;
 }
 
 /// The fused channel-skipping forward on im2col tiles (`conv/skip.rs`, strided or padded

@@ -155,8 +155,48 @@ fn valid_geometry() -> impl Strategy<Value = Conv2dGeometry> {
         })
 }
 
+/// Unit-stride geometries with 1x1, 3x3 and 5x5 kernels (square or not), padding 0 to 2,
+/// and channel counts on both sides of a vector or a block of filters: the forwards that run
+/// the implicit product (unpadded), and the input gradients that run it as a convolution
+/// of their own (8 or more input channels, padding at least half the kernel).
+fn unit_stride_geometry() -> impl Strategy<Value = Conv2dGeometry> {
+    let side = prop_oneof![Just(1_usize), Just(3), Just(5)];
+    (
+        1..=3_usize,
+        prop_oneof![1..=5_usize, 7..=13_usize],
+        prop_oneof![
+            Just(1_usize),
+            Just(3),
+            Just(5),
+            Just(7),
+            Just(13),
+            2..=17_usize
+        ],
+        (1..=13_usize, 1..=13_usize),
+        (side.clone(), side),
+        (0..=2_usize, 0..=2_usize),
+    )
+        .prop_map(|(batch, in_c, out_c, in_size, kernel, pad)| {
+            geometry(batch, in_c, out_c, in_size, kernel, (1, 1), pad)
+        })
+        .prop_filter("the kernel must fit the padded input", |g| {
+            g.kernel_h <= g.in_h + 2 * g.pad_h && g.kernel_w <= g.in_w + 2 * g.pad_w
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn unit_stride_forward_matches_the_reference(g in unit_stride_geometry(), seed in 0..1000_u64, with_bias: bool) {
+        check_forward(&g, &Data::new(&g, seed), with_bias);
+    }
+
+    #[test]
+    fn unit_stride_backward_matches_the_reference(g in unit_stride_geometry(), seed in 0..1000_u64, subset in 1..8_u8) {
+        let wanted = [subset & 1 != 0, subset & 2 != 0, subset & 4 != 0];
+        check_backward(&g, &Data::new(&g, seed), wanted);
+    }
 
     #[test]
     fn forward_matches_the_reference(g in valid_geometry(), seed in 0..1000_u64, with_bias: bool) {
@@ -171,7 +211,8 @@ proptest! {
 }
 
 /// Geometries large enough to be cut into several tiles, channel blocks and tasks (with the
-/// tiling constants of `conv/plan.rs`), and the 1x1 shapes that skip im2col.
+/// tiling constants of `conv/plan.rs` and `tuning.rs`), the 1x1 shapes that skip im2col, and
+/// padded unit-stride layers whose input gradient runs on the implicit product.
 fn larger_geometries() -> Vec<Conv2dGeometry> {
     vec![
         // MnistNet's second convolution, one image: tiles and channel blocks.
@@ -188,6 +229,11 @@ fn larger_geometries() -> Vec<Conv2dGeometry> {
         geometry(1, 4, 9, (6, 5), (1, 1), (1, 1), (2, 1)),
         // Many images, few channels: more tasks than threads, one tile each.
         geometry(17, 2, 3, (8, 8), (3, 3), (1, 1), (1, 1)),
+        // Input gradients as convolutions: "same" padding, odd channels and sizes, one image
+        // (split by filters) and several (split by positions), square and not.
+        geometry(1, 13, 7, (19, 17), (3, 3), (1, 1), (1, 1)),
+        geometry(3, 9, 5, (23, 21), (5, 5), (1, 1), (2, 2)),
+        geometry(2, 8, 19, (15, 9), (3, 5), (1, 1), (1, 2)),
     ]
 }
 
@@ -226,23 +272,31 @@ fn larger_geometries_match_the_reference_on_any_number_of_threads() {
 
 #[test]
 fn gradients_are_the_same_bits_on_any_number_of_threads() {
-    // Non-integer data, so that a change in summation order would show.
-    let g = geometry(5, 12, 24, (20, 20), (3, 3), (1, 1), (1, 1));
-    let mut data = Data::new(&g, 7);
-    for values in [&mut data.input, &mut data.weight, &mut data.grad_output] {
-        for (i, v) in values.iter_mut().enumerate() {
-            *v = *v * 0.37 + (i % 13) as f32 * 0.011;
+    // Padded unit-stride layers (input gradients on the implicit product, cut by positions
+    // for 5 images, by filters for 1), and a strided one (col2im).
+    let layers = [
+        geometry(5, 12, 24, (20, 20), (3, 3), (1, 1), (1, 1)),
+        geometry(1, 13, 24, (21, 19), (5, 5), (1, 1), (2, 2)),
+        geometry(3, 12, 16, (20, 20), (3, 3), (2, 2), (1, 1)),
+    ];
+    for g in layers {
+        // Non-integer data, so that a change in summation order would show.
+        let mut data = Data::new(&g, 7);
+        for values in [&mut data.input, &mut data.weight, &mut data.grad_output] {
+            for (i, v) in values.iter_mut().enumerate() {
+                *v = *v * 0.37 + (i % 13) as f32 * 0.011;
+            }
         }
-    }
-    let one = with_threads(1, || backward(&g, &data, [true; 3], true));
-    for threads in [2, 3, 4] {
-        let many = with_threads(threads, || backward(&g, &data, [true; 3], true));
-        for (a, b) in one.iter().zip(&many) {
-            assert_eq!(
-                a.as_deref().map(bits),
-                b.as_deref().map(bits),
-                "{threads} threads"
-            );
+        let one = with_threads(1, || backward(&g, &data, [true; 3], true));
+        for threads in [2, 3, 4] {
+            let many = with_threads(threads, || backward(&g, &data, [true; 3], true));
+            for (a, b) in one.iter().zip(&many) {
+                assert_eq!(
+                    a.as_deref().map(bits),
+                    b.as_deref().map(bits),
+                    "{g:?} on {threads} threads"
+                );
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The forward convolution: `output = weight x im2col(input) + bias`, tile by tile.
+//! The forward convolution of padded or strided layers: `output = weight x im2col(input) +
+//! bias`, tile by tile (unit-stride, unpadded ones, pointwise included, run the implicit
+//! product: see `conv/dense.rs`).
 
 use std::ops::Range;
 
@@ -70,16 +72,12 @@ pub(super) fn forward(
         scratch.with(|scratch| {
             with_denormals_flushed(|| {
                 let image = &input[task.image * g.input_image_len()..][..g.input_image_len()];
-                let columns = if g.is_pointwise() {
-                    MatrixView::row_major(image, rows, positions).submatrix(0..rows, task.positions)
-                } else {
-                    let tile = task.positions.len();
-                    MatrixView::row_major(
-                        scratch.im2col(g, image, g.in_channels, task.positions),
-                        rows,
-                        tile,
-                    )
-                };
+                let tile = task.positions.len();
+                let columns = MatrixView::row_major(
+                    scratch.im2col(g, image, g.in_channels, task.positions),
+                    rows,
+                    tile,
+                );
                 let beta = match bias {
                     Some(bias) => {
                         for (row, &b) in bias[task.channels.clone()].iter().enumerate() {
