@@ -41,13 +41,13 @@ fn masked(keep: usize, rng: &mut SeededRng) -> MnistNet {
 
 /// One step of `model` on the batch.
 fn step(model: &mut MnistNet, optimizer: &mut dyn Optimizer, images: &Tensor, labels: &[u32]) {
-    let loss = model
-        .forward_train(black_box(images))
-        .and_then(|y| y.cross_entropy(labels))
-        .unwrap();
-    let grads = loss.backward().unwrap();
-    // NOTE: as the trainer does, the graph goes before the update so that it runs in place.
-    drop(loss);
+    let grads = rayon::scope(|_| {
+        let loss = model
+            .forward_train(black_box(images))
+            .and_then(|y| y.cross_entropy(labels))
+            .unwrap();
+        loss.backward().unwrap()
+    });
     optimizer.step(model, &grads);
 }
 

@@ -71,6 +71,13 @@ pub(crate) fn for_overwrite(len: usize) -> Vec<f32> {
     }
 }
 
+/// A buffer holding a copy of `values`.
+pub(crate) fn copy_of(values: &[f32]) -> Vec<f32> {
+    let mut buffer = for_overwrite(values.len());
+    buffer.copy_from_slice(values);
+    buffer
+}
+
 /// A buffer of `len` zeros.
 pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     match take(len) {

@@ -154,15 +154,15 @@ fn arith(kind: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             match kind {
                 Arith::Add => {
                     if ctx.wants(0) {
-                        ga = Some(reduce_to(g.to_vec(), &shape, &a_shape));
+                        ga = Some(reduce_to(storage::copy_of(g), &shape, &a_shape));
                     }
                     if ctx.wants(1) {
-                        gb = Some(reduce_to(g.to_vec(), &shape, &b_shape));
+                        gb = Some(reduce_to(storage::copy_of(g), &shape, &b_shape));
                     }
                 }
                 Arith::Sub => {
                     if ctx.wants(0) {
-                        ga = Some(reduce_to(g.to_vec(), &shape, &a_shape));
+                        ga = Some(reduce_to(storage::copy_of(g), &shape, &a_shape));
                     }
                     if ctx.wants(1) {
                         let mut neg = storage::zeroed(g.len());

@@ -71,7 +71,7 @@ fn for_each_broadcast(from: &[usize], to: &[usize], mut f: impl FnMut(usize, usi
 /// The data of a tensor of shape `from` repeated to shape `to` (which it broadcasts to).
 pub(crate) fn expand(data: &[f32], from: &[usize], to: &[usize]) -> Vec<f32> {
     if from == to {
-        return data.to_vec();
+        return storage::copy_of(data);
     }
     let total: usize = to.iter().product();
     if let Some((outer, mid, inner)) = channel_view(from, to) {
@@ -95,9 +95,10 @@ pub(crate) fn reduce_to(grad: Vec<f32>, to: &[usize], from: &[usize]) -> Vec<f32
     let mut out = storage::zeroed(from_len);
     if let Some((outer, mid, inner)) = channel_view(from, to) {
         elementwise::sum_channels(outer, mid, inner, &grad, &mut out);
-        return out;
+    } else {
+        for_each_broadcast(from, to, |src, dst| out[src] += grad[dst]);
     }
-    for_each_broadcast(from, to, |src, dst| out[src] += grad[dst]);
+    storage::recycle(grad);
     out
 }
 

@@ -26,7 +26,7 @@ impl Tensor {
             shape.to_vec(),
             self.0.data.clone(),
             &[self],
-            |_, g| vec![Some(g.to_vec())],
+            |_, g| vec![Some(storage::copy_of(g))],
         ))
     }
 
@@ -191,7 +191,7 @@ impl Tensor {
             to.clone(),
             out,
             &[self],
-            move |_, g| vec![Some(reduce_to(g.to_vec(), &to, &from))],
+            move |_, g| vec![Some(reduce_to(storage::copy_of(g), &to, &from))],
         ))
     }
 

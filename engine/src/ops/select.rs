@@ -46,34 +46,101 @@ impl Tensor {
                 ));
             }
         }
-        let (rows, cols) = (rows.to_vec(), cols.to_vec());
+        let runs = Runs::new(cols, inner);
         let row_len = col_total * inner;
-        let mut out = storage::for_overwrite(rows.len() * cols.len() * inner);
-        let blocks = out.chunks_exact_mut(inner.max(1));
-        let sources = rows
-            .iter()
-            .flat_map(|&r| cols.iter().map(move |&c| r * row_len + c * inner));
+        let out_row = cols.len() * inner;
+        let mut out = storage::for_overwrite(rows.len() * out_row);
         let data = self.as_slice();
-        for (block, source) in blocks.zip(sources) {
-            block.copy_from_slice(&data[source..source + inner]);
+        if out_row > 0 {
+            for (out, &r) in out.chunks_exact_mut(out_row).zip(rows) {
+                runs.gather(&data[r * row_len..][..row_len], out);
+            }
         }
         let mut out_shape = vec![rows.len()];
         if inner_from == 2 {
             out_shape.push(cols.len());
         }
         out_shape.extend_from_slice(&shape[inner_from..]);
-        let numel = self.numel();
+        let (numel, rows) = (self.numel(), rows.to_vec());
         Ok(record(op, out_shape, out, &[self], move |_, g| {
-            let mut d = storage::zeroed(numel);
-            let targets = rows
-                .iter()
-                .flat_map(|&r| cols.iter().map(move |&c| r * row_len + c * inner));
-            for (block, target) in g.chunks_exact(inner.max(1)).zip(targets) {
-                for (d, &g) in d[target..target + inner].iter_mut().zip(block) {
-                    *d += g;
+            if row_len == 0 || out_row == 0 {
+                return vec![Some(storage::zeroed(numel))];
+            }
+            let mut d;
+            if rows.is_sorted_by(|a, b| a < b) && runs.ascending {
+                // Every element written once: the kept blocks copied, the rest zeroed.
+                d = storage::for_overwrite(numel);
+                let mut kept = rows.iter().zip(g.chunks_exact(out_row)).peekable();
+                for (r, row) in d.chunks_exact_mut(row_len).enumerate() {
+                    match kept.next_if(|&(&k, _)| k == r) {
+                        Some((_, g)) => runs.scatter_into_zeros(g, row),
+                        None => row.fill(0.0),
+                    }
+                }
+            } else {
+                d = storage::zeroed(numel);
+                for (g, &r) in g.chunks_exact(out_row).zip(&rows) {
+                    runs.add(g, &mut d[r * row_len..][..row_len]);
                 }
             }
             vec![Some(d)]
         }))
+    }
+}
+
+/// The selected columns of a row as runs of consecutive elements: a flattened channel's
+/// features, or a filter's taps, are copied as one slice.
+struct Runs {
+    /// `(first element in the full row, elements)`, in the order selected.
+    runs: Vec<(usize, usize)>,
+    /// Whether the columns are strictly increasing.
+    ascending: bool,
+}
+
+impl Runs {
+    fn new(cols: &[usize], inner: usize) -> Self {
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &c in cols {
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == c * inner => *len += inner,
+                _ => runs.push((c * inner, inner)),
+            }
+        }
+        Self {
+            runs,
+            ascending: cols.is_sorted_by(|a, b| a < b),
+        }
+    }
+
+    /// Copies the selected elements of the full `row` into `out`, in order.
+    fn gather(&self, row: &[f32], out: &mut [f32]) {
+        let mut at = 0;
+        for &(start, len) in &self.runs {
+            out[at..at + len].copy_from_slice(&row[start..start + len]);
+            at += len;
+        }
+    }
+
+    /// Adds the selected elements `g` into their places in the full `row`.
+    fn add(&self, g: &[f32], row: &mut [f32]) {
+        let mut at = 0;
+        for &(start, len) in &self.runs {
+            for (d, &g) in row[start..start + len].iter_mut().zip(&g[at..at + len]) {
+                *d += g;
+            }
+            at += len;
+        }
+    }
+
+    /// Writes the full `row`: `g` at the selected places (ascending), zero elsewhere.
+    fn scatter_into_zeros(&self, g: &[f32], row: &mut [f32]) {
+        let (mut at, mut end) = (0, 0);
+        for &(start, len) in &self.runs {
+            row[end..start].fill(0.0);
+            row[start..start + len].copy_from_slice(&g[at..at + len]);
+            at += len;
+            end = start + len;
+        }
+        row[end..].fill(0.0);
     }
 }
