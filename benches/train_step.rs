@@ -13,6 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rotor::datasets::{BatchOptions, Subset, load_mnist};
 use rotor::engine::{SeedableRng, SeededRng, Tensor};
 use rotor::nn::prune::{GateKind, freeze_dead};
+use rotor::nn::train::loss_and_gradients;
 use rotor::nn::{Activation, Adam, Layer, MnistNet, Module, Optimizer, Sgd};
 
 const BATCH: usize = 64;
@@ -39,15 +40,9 @@ fn masked(keep: usize, rng: &mut SeededRng) -> MnistNet {
     model
 }
 
-/// One step of `model` on the batch.
+/// One step of `model` on the batch, as the trainer takes it.
 fn step(model: &mut MnistNet, optimizer: &mut dyn Optimizer, images: &Tensor, labels: &[u32]) {
-    let grads = rayon::scope(|_| {
-        let loss = model
-            .forward_train(black_box(images))
-            .and_then(|y| y.cross_entropy(labels))
-            .unwrap();
-        loss.backward().unwrap()
-    });
+    let (_, grads) = loss_and_gradients(model, black_box(images), labels).unwrap();
     optimizer.step(model, &grads);
 }
 

@@ -45,6 +45,29 @@ proptest! {
     }
 
     #[test]
+    fn rotated_relu_max_pool(n in 1usize..3, c in 1usize..4, (h, kh, sh, ph) in window(8, 3, true), (w, kw, sw, pw) in window(8, 3, true), seed in any::<u64>()) {
+        // Off the ReLU's kink: the ladder shifted by half a step never holds 0.
+        let x = tensor(&[n, c, h, w], Values::Distinct, seed).add_scalar(0.025);
+        let slope = tensor(&[c], Values::AwayFromZero, seed + 1);
+        let (k, s, p) = ([kh, kw], [sh, sw], [ph, pw]);
+        check_gradients(|t| t[0].rotated_relu_max_pool2d(&t[1], k, s, p), &[x.clone(), slope.clone()]);
+        // The fused op is the composition, its gradients to rounding.
+        let (x, slope) = (x.detach().requires_grad(), slope.detach().requires_grad());
+        let fused = x.rotated_relu_max_pool2d(&slope, k, s, p).unwrap();
+        let composed = x.rotated_relu(&slope).unwrap().max_pool2d(k, s, p).unwrap();
+        prop_assert_eq!(fused.as_slice(), composed.as_slice());
+        let weights = tensor(fused.shape(), Values::Any, seed + 2);
+        let fused_grads = fused.mul(&weights).unwrap().sum().backward().unwrap();
+        let composed_grads = composed.mul(&weights).unwrap().sum().backward().unwrap();
+        for leaf in [&x, &slope] {
+            let (a, b) = (fused_grads.get(leaf).unwrap(), composed_grads.get(leaf).unwrap());
+            for (a, b) in a.as_slice().iter().zip(b.as_slice()) {
+                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} against {}", a, b);
+            }
+        }
+    }
+
+    #[test]
     fn batch_norm(n in 2usize..4, c in 1usize..4, plane in prop::sample::select(vec![vec![], vec![3], vec![2, 3]]), seed in any::<u64>()) {
         let mut s = vec![n, c];
         s.extend(&plane);

@@ -24,13 +24,13 @@ use crate::elementwise::lanes::map;
 /// `max(0, x)`, NaN kept and `-0` made `+0` (`max(0, x)` of the vector instruction would
 /// drop NaN or keep `-0`).
 #[inline(always)]
-fn relu(x: f32) -> f32 {
+pub(crate) fn relu(x: f32) -> f32 {
     if x <= 0.0 { 0.0 } else { x }
 }
 
 /// `g` where `x > 0`, else 0 (also for NaN `x`).
 #[inline(always)]
-fn pass_where_positive(x: f32, g: f32) -> f32 {
+pub(crate) fn pass_where_positive(x: f32, g: f32) -> f32 {
     if x > 0.0 { g } else { 0.0 }
 }
 

@@ -5,6 +5,7 @@
 //! independent; each task runs as every elementwise task does (`run_task`): with denormals
 //! flushed, its loops compiled for the chosen instruction set.
 
+use crate::activation::{pass_where_positive, relu};
 use crate::elementwise::reduce::beats;
 use crate::elementwise::tasks::{items_per_task, run_task};
 use rayon::prelude::*;
@@ -136,6 +137,19 @@ pub fn max_pool2d_forward(
         g.output_len(),
         "max_pool2d_forward: argmax length"
     );
+    max_pool_mapped(g, input, output, argmax, |_| 1.0, |_, x| x);
+}
+
+/// Max pooling of `value(scale(c), x)` over the input `x` of each channel `c`: the plain
+/// pool, or a rotated ReLU's output pooled without being written.
+fn max_pool_mapped(
+    g: &Pool2dGeometry,
+    input: &[f32],
+    output: &mut [f32],
+    argmax: &mut [u32],
+    scale: impl Fn(usize) -> f32 + Sync,
+    value: impl Fn(f32, f32) -> f32 + Copy + Sync,
+) {
     if output.is_empty() {
         return;
     }
@@ -152,7 +166,8 @@ pub fn max_pool2d_forward(
         .par_chunks(in_plane * per_task)
         .zip(output.par_chunks_mut(out_plane * per_task))
         .zip(argmax.par_chunks_mut(out_plane * per_task))
-        .for_each(|((input, output), argmax)| {
+        .enumerate()
+        .for_each(|(task, ((input, output), argmax))| {
             run_task(
                 #[inline(always)]
                 || {
@@ -160,11 +175,13 @@ pub fn max_pool2d_forward(
                         .chunks_exact(in_plane)
                         .zip(output.chunks_exact_mut(out_plane))
                         .zip(argmax.chunks_exact_mut(out_plane));
-                    for ((x, y), a) in planes {
+                    for (p, ((x, y), a)) in planes.enumerate() {
+                        let s = scale((task * per_task + p) % g.channels);
+                        let f = move |x| value(s, x);
                         if halving {
-                            max_plane_2x2(g.in_w, g.out_w(), x, y, a);
+                            max_plane_2x2(g.in_w, g.out_w(), x, y, a, f);
                         } else {
-                            max_plane(g.in_w, &rows, &cols, x, y, a);
+                            max_plane(g.in_w, &rows, &cols, x, y, a, f);
                         }
                     }
                 },
@@ -181,16 +198,18 @@ fn max_plane(
     x: &[f32],
     y: &mut [f32],
     a: &mut [u32],
+    f: impl Fn(f32) -> f32,
 ) {
     let outputs = y
         .chunks_exact_mut(cols.len())
         .zip(a.chunks_exact_mut(cols.len()));
     for (&(y0, y1), (y_row, a_row)) in rows.iter().zip(outputs) {
         for (&(x0, x1), (out, arg)) in cols.iter().zip(y_row.iter_mut().zip(a_row)) {
-            let mut best = x[y0 * in_w + x0];
+            let mut best = f(x[y0 * in_w + x0]);
             let mut best_at = y0 * in_w + x0;
             for iy in y0..y1 {
                 for (ix, &v) in x[iy * in_w..][x0..x1].iter().enumerate() {
+                    let v = f(v);
                     if beats(v, best) {
                         best = v;
                         best_at = iy * in_w + x0 + ix;
@@ -216,7 +235,14 @@ fn max_plane(
 /// slower on MnistNet's rows of 12: a row shorter than the vector went entirely through
 /// the scalar remainder.
 #[inline(always)]
-fn max_plane_2x2(in_w: usize, out_w: usize, x: &[f32], y: &mut [f32], a: &mut [u32]) {
+fn max_plane_2x2(
+    in_w: usize,
+    out_w: usize,
+    x: &[f32],
+    y: &mut [f32],
+    a: &mut [u32],
+    f: impl Fn(f32) -> f32 + Copy,
+) {
     debug_assert!(out_w >= GROUP, "internal: rows of at least one group");
     let outputs = y.chunks_exact_mut(out_w).zip(a.chunks_exact_mut(out_w));
     for (oy, (y_row, a_row)) in outputs.enumerate() {
@@ -236,6 +262,7 @@ fn max_plane_2x2(in_w: usize, out_w: usize, x: &[f32], y: &mut [f32], a: &mut [u
                     .try_into()
                     .expect("internal: a group"),
                 (&mut a_row[outs]).try_into().expect("internal: a group"),
+                f,
             );
         }
     }
@@ -255,14 +282,15 @@ fn max_group_2x2(
     below: u32,
     y: &mut [f32; GROUP],
     a: &mut [u32; GROUP],
+    f: impl Fn(f32) -> f32,
 ) {
     for k in 0..GROUP {
         let first = at + 2 * k as u32;
-        let (mut best, mut best_at) = (top[2 * k], first);
+        let (mut best, mut best_at) = (f(top[2 * k]), first);
         for (v, v_at) in [
-            (top[2 * k + 1], first + 1),
-            (bottom[2 * k], first + below),
-            (bottom[2 * k + 1], first + below + 1),
+            (f(top[2 * k + 1]), first + 1),
+            (f(bottom[2 * k]), first + below),
+            (f(bottom[2 * k + 1]), first + below + 1),
         ] {
             let take = beats(v, best);
             best = if take { v } else { best };
@@ -332,6 +360,102 @@ pub fn max_pool2d_backward(
                 },
             );
         });
+}
+
+/// The rotated ReLU and max pooling in one pass, for training: `output` is
+/// `max_pool2d(slope[c] * max(0, input))` and `argmax` its choices, as
+/// [`max_pool2d_forward`] gives them on the rotated ReLU's output, which is never written.
+///
+/// # Panics
+/// As [`max_pool2d_forward`], or if `slope` does not have `g.channels` elements.
+pub fn rotated_relu_max_pool2d_forward(
+    g: &Pool2dGeometry,
+    input: &[f32],
+    slope: &[f32],
+    output: &mut [f32],
+    argmax: &mut [u32],
+) {
+    g.assert_valid();
+    let op = "rotated_relu_max_pool2d_forward";
+    assert_eq!(input.len(), g.input_len(), "{op}: input length");
+    assert_eq!(slope.len(), g.channels, "{op}: slope length");
+    assert_eq!(output.len(), g.output_len(), "{op}: output length");
+    assert_eq!(argmax.len(), g.output_len(), "{op}: argmax length");
+    max_pool_mapped(g, input, output, argmax, |c| slope[c], |a, x| a * relu(x));
+}
+
+/// Backward of [`rotated_relu_max_pool2d_forward`]: `grad_input` (overwritten) is zero
+/// except `grad_output * slope[c]` added at each window's choice where the input is
+/// positive, and `grad_slope[c]` (overwritten) is the sum of `grad_output * max(0, x)` at
+/// the choices of channel `c`, added in a fixed order whatever the thread count.
+///
+/// # Panics
+/// As [`max_pool2d_backward`], or if `input` does not have the input's length or the
+/// slope and its gradient do not have `g.channels` elements.
+pub fn rotated_relu_max_pool2d_backward(
+    g: &Pool2dGeometry,
+    input: &[f32],
+    slope: &[f32],
+    grad_output: &[f32],
+    argmax: &[u32],
+    grad_input: &mut [f32],
+    grad_slope: &mut [f32],
+) {
+    g.assert_valid();
+    let op = "rotated_relu_max_pool2d_backward";
+    assert_eq!(input.len(), g.input_len(), "{op}: input length");
+    assert_eq!(slope.len(), g.channels, "{op}: slope length");
+    assert_eq!(grad_slope.len(), g.channels, "{op}: grad_slope length");
+    assert_eq!(
+        grad_output.len(),
+        g.output_len(),
+        "{op}: grad_output length"
+    );
+    assert_eq!(argmax.len(), g.output_len(), "{op}: argmax length");
+    assert_eq!(grad_input.len(), g.input_len(), "{op}: grad_input length");
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h() * g.out_w();
+    let planes = g.batch * g.channels;
+    if in_plane == 0 || out_plane == 0 || planes == 0 {
+        grad_input.fill(0.0);
+        grad_slope.fill(0.0);
+        return;
+    }
+    // One slope-gradient term per plane, summed per channel afterwards in image order.
+    let mut plane_sums = vec![0.0f64; planes];
+    let per_task = items_per_task(in_plane);
+    grad_input
+        .par_chunks_mut(in_plane * per_task)
+        .zip(plane_sums.par_chunks_mut(per_task))
+        .enumerate()
+        .for_each(|(task, (grad_input, sums))| {
+            run_task(
+                #[inline(always)]
+                || {
+                    let first = task * per_task;
+                    let planes = grad_input.chunks_exact_mut(in_plane).zip(sums);
+                    for (p, (gi, sum)) in planes.enumerate() {
+                        let plane = first + p;
+                        let a = slope[plane % g.channels];
+                        let x = &input[plane * in_plane..][..in_plane];
+                        let go = &grad_output[plane * out_plane..][..out_plane];
+                        let at = &argmax[plane * out_plane..][..out_plane];
+                        gi.fill(0.0);
+                        let mut total = 0.0f32;
+                        for (&d, &at) in go.iter().zip(at) {
+                            let v = x[at as usize];
+                            gi[at as usize] += pass_where_positive(v, d * a);
+                            total += d * relu(v);
+                        }
+                        *sum = f64::from(total);
+                    }
+                },
+            );
+        });
+    for (c, grad) in grad_slope.iter_mut().enumerate() {
+        let total: f64 = (0..g.batch).map(|n| plane_sums[n * g.channels + c]).sum();
+        *grad = total as f32;
+    }
 }
 
 /// Average pooling with padding counted (PyTorch's `count_include_pad=True` default):

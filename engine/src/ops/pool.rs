@@ -70,6 +70,47 @@ impl Tensor {
         }))
     }
 
+    /// The rotated ReLU and max pooling fused, for training: the same as
+    /// `self.rotated_relu(slope)?.max_pool2d(kernel, stride, padding)`, in one pass that
+    /// never writes the activation's output, and one backward pass for both.
+    ///
+    /// # Errors
+    /// As [`Tensor::max_pool2d`], or if the slope is not `[C]`.
+    pub fn rotated_relu_max_pool2d(
+        &self,
+        slope: &Tensor,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<Tensor> {
+        let op = "rotated_relu_max_pool2d";
+        let g = geometry(op, self, kernel, stride, padding)?;
+        if slope.shape() != [g.channels] {
+            return Err(Error::shape(
+                op,
+                &[self.shape(), slope.shape()],
+                format!("the slope must be [{}]", g.channels),
+            ));
+        }
+        let mut out = storage::for_overwrite(g.output_len());
+        let mut argmax = vec![0u32; g.output_len()];
+        pool::rotated_relu_max_pool2d_forward(
+            &g,
+            self.as_slice(),
+            slope.as_slice(),
+            &mut out,
+            &mut argmax,
+        );
+        let shape = vec![g.batch, g.channels, g.out_h(), g.out_w()];
+        Ok(record(op, shape, out, &[self, slope], move |ctx, grad| {
+            let (x, a) = (ctx.inputs[0].as_slice(), ctx.inputs[1].as_slice());
+            let mut gx = storage::for_overwrite(g.input_len());
+            let mut ga = storage::for_overwrite(g.channels);
+            pool::rotated_relu_max_pool2d_backward(&g, x, a, grad, &argmax, &mut gx, &mut ga);
+            vec![ctx.wants(0).then_some(gx), ctx.wants(1).then_some(ga)]
+        }))
+    }
+
     /// Average pooling, zero padding counted in the divisor (PyTorch's `avg_pool2d` default).
     ///
     /// # Errors

@@ -331,11 +331,25 @@ impl Module for Sequential {
         if let Some(result) = crate::prune::forward_train_live(self, x) {
             return result;
         }
-        self.layers
-            .iter_mut()
-            .try_fold(x.clone(), |h, (name, layer)| {
-                layer.forward_train(&h).map_err(|e| e.in_layer(name))
-            })
+        let mut h = x.clone();
+        let mut layers = self.layers.iter_mut().peekable();
+        while let Some((name, layer)) = layers.next() {
+            // NOTE: a rotated ReLU that a max pool follows runs fused with it: the
+            // activation's output is never written, and one backward pass serves both.
+            if let Layer::RotatedRelu(act) = layer
+                && let Some((_, Layer::MaxPool2d(pool))) = layers.peek()
+                && h.shape().len() == 4
+            {
+                let (k, s, p) = (pool.kernel, pool.stride, pool.padding);
+                h = h
+                    .rotated_relu_max_pool2d(act.slope.tensor(), [k, k], [s, s], [p, p])
+                    .map_err(|e| e.in_layer(name))?;
+                layers.next();
+                continue;
+            }
+            h = layer.forward_train(&h).map_err(|e| e.in_layer(name))?;
+        }
+        Ok(h)
     }
 
     fn sequential_mut(&mut self) -> Option<&mut Sequential> {

@@ -29,6 +29,7 @@ mod callback;
 mod compaction;
 mod error;
 mod evaluate;
+mod step;
 mod sync;
 mod trainer;
 
@@ -36,6 +37,7 @@ pub use callback::{Callback, SaveEveryEpoch};
 pub use compaction::{CompactEvery, Compaction};
 pub use error::TrainError;
 pub use evaluate::{Evaluation, evaluate};
+pub use step::loss_and_gradients;
 pub use sync::{FlatGradients, GradientSync, LocalStep, shard};
 pub use trainer::{EpochSummary, History, StepInfo, Trainer};
 

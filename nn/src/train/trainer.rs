@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use rotor_engine::{Gradients, Result};
 
-use super::{Callback, GradientSync, LabelledBatch, LocalStep, TrainError};
+use super::{Callback, GradientSync, LabelledBatch, LocalStep, TrainError, loss_and_gradients};
 use crate::module::Module;
 use crate::optim::{LrSchedule, Optimizer};
 
@@ -160,17 +160,14 @@ impl Trainer {
                         },
                     )
                 } else {
-                    let loss = model.forward_train(&inputs)?.cross_entropy(&labels)?;
-                    let grads = loss.backward()?;
-                    let mean_loss = f64::from(loss.to_scalar()?);
-                    // NOTE: the graph holds the parameters; dropping it first lets the
-                    // optimizer update them in place instead of copying each.
-                    drop(loss);
+                    // NOTE: the graph, which holds the parameters, is gone by the update,
+                    // which then changes them in place instead of copying each.
+                    let (loss, grads) = loss_and_gradients(model, &inputs, &labels)?;
                     (
                         grads,
                         LocalStep {
                             inputs: labels.len(),
-                            mean_loss,
+                            mean_loss: f64::from(loss),
                         },
                     )
                 };
