@@ -231,6 +231,12 @@ layer_from!(
 ///
 /// `clone` is a deep copy with new parameters, e.g. to keep a dense network beside the
 /// one [`prune::compact`](crate::prune::compact) consumes.
+///
+/// The training forward ([`Module::forward_train`]) computes what the layers compute one
+/// after the other, faster: a rotated ReLU followed by a max pool runs as one fused op,
+/// and channels whose gates are frozen at zero (masked fine-tuning, see
+/// [`prune::freeze_dead`](crate::prune::freeze_dead)) are skipped, forward and backward;
+/// their frozen gates then get a zero gradient.
 #[derive(Clone, Default)]
 pub struct Sequential {
     layers: Vec<(String, Layer)>,
