@@ -32,6 +32,7 @@ fn forward_backward() -> Result<Vec<Vec<f32>>> {
     // [4, 16, 9, 9]
     let h = h.conv2d(&w2, None, [2, 2], [0, 0])?.rotated_gelu(&slope2)?;
     let averaged = h.avg_pool2d([3, 3], [1, 1], [1, 1])?.global_avg_pool2d()?;
+    let fused = h.rotated_relu_max_pool2d(&slope2, [3, 3], [2, 2], [1, 1])?;
     // [4, 16, 8, 8], then [4, 16, 8, 64] seen as 512 rows of 64 logits
     let pooled = h.max_pool2d([2, 2], [1, 1], [0, 0])?;
     let logits = pooled.linear(&fc, Some(&fc_bias))?.reshape(&[512, 64])?;
@@ -41,7 +42,8 @@ fn forward_backward() -> Result<Vec<Vec<f32>>> {
         .cross_entropy(&targets)?
         .add(&gram.softmax()?.square().sum())?
         .add(&logits.log_softmax()?.mean())?
-        .add(&averaged.sum())?;
+        .add(&averaged.sum())?
+        .add(&fused.mean())?;
     let grads = loss.backward()?;
     let mut out = vec![loss.to_vec()];
     for leaf in leaves {
