@@ -23,7 +23,7 @@ impl RunningStats {
     /// Mean 0 and variance 1 for `channels` channels, PyTorch's initial state.
     pub fn new(channels: usize) -> Self {
         Self {
-            mean: storage::zeroed(channels),
+            mean: vec![0.0; channels],
             var: vec![1.0; channels],
         }
     }
@@ -69,9 +69,9 @@ fn record_batch_norm(
         out,
         &inputs,
         move |ctx, grad| {
-            let mut input = storage::zeroed(g.input_len());
-            let mut gamma = storage::zeroed(g.channels);
-            let mut beta = storage::zeroed(g.channels);
+            let mut input = storage::for_overwrite(g.input_len());
+            let mut gamma = vec![0.0; g.channels];
+            let mut beta = vec![0.0; g.channels];
             let grads = BatchNormGradients {
                 input: &mut input,
                 gamma: &mut gamma,
@@ -113,9 +113,9 @@ impl Tensor {
                 "training needs more than one value per channel",
             ));
         }
-        let mut out = storage::zeroed(self.numel());
-        let mut mean = storage::zeroed(g.channels);
-        let mut invstd = storage::zeroed(g.channels);
+        let mut out = storage::for_overwrite(self.numel());
+        let mut mean = vec![0.0; g.channels];
+        let mut invstd = vec![0.0; g.channels];
         norm::batch_norm_forward_train(
             &g,
             self.as_slice(),
@@ -160,7 +160,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let op = "batch_norm_eval";
         let g = geometry(op, self, gamma, beta, stats)?;
-        let mut out = storage::zeroed(self.numel());
+        let mut out = storage::for_overwrite(self.numel());
         norm::batch_norm_forward_eval(
             &g,
             self.as_slice(),

@@ -73,8 +73,8 @@ fn statistics_fit(net: &Sequential) -> bool {
     fit
 }
 
-/// The view of `seq`: layers with a plan entry get selected parameters, every other layer
-/// is moved into the view (a parameterless placeholder left in its slot).
+/// The view of `seq`: layers with a plan entry get selected parameters, and every other
+/// layer is moved into the view, leaving a parameterless placeholder in its slot.
 fn lend(seq: &mut Sequential, prefix: &str, plan: &PrunePlan) -> Sequential {
     let mut view = Sequential::new();
     for (name, layer) in seq.layers_mut() {
