@@ -76,9 +76,10 @@ fn mnist_conv(in_channels: usize, out_channels: usize, side: usize) -> Conv2dGeo
     }
 }
 
-/// The training convolutions: `conv2d/forward` and `conv2d/backward` on MnistNet's second
-/// convolution, `conv2d/conv1_forward` and `conv2d/conv1_backward` on its first (whose
-/// backward computes no input gradient, as in training, where the images need none).
+/// The training convolutions: `conv2d/forward`, `conv2d/weight_gradient` and
+/// `conv2d/backward` (all gradients) on MnistNet's second convolution, and the same with
+/// `conv2d/conv1_` on its first (whose backward computes no input gradient, as in
+/// training, where the images need none).
 fn conv2d(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d");
     for (prefix, g, input_gradient) in [
@@ -103,6 +104,22 @@ fn conv2d(c: &mut Criterion) {
                     black_box(&weight),
                     Some(&bias),
                     &mut output,
+                )
+            })
+        });
+        group.bench_function(format!("{prefix}weight_gradient"), |bench| {
+            bench.iter(|| {
+                let grads = conv::Conv2dGradients {
+                    input: None,
+                    weight: Some(&mut grad_weight),
+                    bias: None,
+                };
+                conv::conv2d_backward(
+                    &g,
+                    black_box(&input),
+                    black_box(&weight),
+                    black_box(&grad_output),
+                    grads,
                 )
             })
         });

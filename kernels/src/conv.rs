@@ -21,6 +21,7 @@ mod packed;
 mod plan;
 mod skip;
 mod skip_backward;
+mod weight_gradient;
 
 use crate::skip::{ActiveChannels, Epilogue, SkipScratch, check_channel_operands};
 pub use packed::PackedConv2d;
@@ -257,7 +258,13 @@ pub fn conv2d_backward(
         backward::bias_gradient(g, grad_output, grad_bias);
     }
     if let Some(grad_weight) = grad_weight {
-        backward::weight_gradient(g, input, grad_output, grad_weight);
+        let inputs: Vec<usize> = (0..g.in_channels).collect();
+        let outputs: Vec<usize> = (0..g.out_channels).collect();
+        let active = ActiveChannels {
+            inputs: &inputs,
+            outputs: &outputs,
+        };
+        weight_gradient::weight_gradient(g, active, input, grad_output, grad_weight);
     }
     if let Some(grad_input) = grad_input {
         match dense::input_gradient_geometry(g) {
@@ -426,7 +433,7 @@ pub fn conv2d_backward_active(
         skip_backward::bias_gradient_active(g, active.outputs, grad_output, grad_bias);
     }
     if let Some(grad_weight) = grad_weight {
-        skip_backward::weight_gradient_active(g, active, input, grad_output, grad_weight);
+        weight_gradient::weight_gradient(g, active, input, grad_output, grad_weight);
     }
     if let Some(grad_input) = grad_input {
         skip_backward::input_gradient_active(g, active, weight, grad_output, grad_input);

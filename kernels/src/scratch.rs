@@ -2,6 +2,7 @@
 //! [`SkipScratch`] of the channel-skipping and packed kernels, and the per-thread buffers
 //! of the convolutions' tasks.
 
+use std::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 
 /// Buffers of the channel-skipping kernels, kept by the caller and reused from call to
@@ -118,4 +119,36 @@ pub(crate) fn grown(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
         buffer.resize(len, 0.0);
     }
     &mut buffer[..len]
+}
+
+thread_local! {
+    /// Buffers of whole-call size (a padded copy of a layer's output gradient, partial sums
+    /// of a weight gradient), kept by each calling thread at the largest size each has
+    /// needed.
+    ///
+    /// NOTE: kept, not allocated per call: the fresh pages of a new buffer (12.8 MB for 64
+    /// channels of 28x28 at batch 64) cost as much again as the copy into them.
+    static KEPT: Cell<Vec<Vec<f32>>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with one of the calling thread's kept buffers (contents unspecified; grow it
+/// with [`grown`]), and keeps it again afterwards.
+///
+/// NOTE: taken out for the call, not borrowed: while this thread waits for the pool it may
+/// run another task that needs a kept buffer too, and which then takes another one.
+pub(crate) fn with_kept_buffer<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    let taken = KEPT.with(|kept| {
+        let mut buffers = kept.take();
+        let buffer = buffers.pop();
+        kept.set(buffers);
+        buffer
+    });
+    let mut buffer = taken.unwrap_or_default();
+    let result = f(&mut buffer);
+    KEPT.with(|kept| {
+        let mut buffers = kept.take();
+        buffers.push(buffer);
+        kept.set(buffers);
+    });
+    result
 }

@@ -66,9 +66,10 @@ pub(crate) mod conv {
     pub(crate) const WEIGHT_GRADIENT_GROUPS: usize = 8;
     /// Channel blocks are multiples of the micro-kernel's 8 rows.
     pub(crate) const BLOCK_ALIGN: usize = 8;
-    /// The final sum of the partial weight gradients runs in chunks of this many elements,
-    /// large enough to amortise a task, small enough to spread a big layer over the threads.
-    pub(crate) const REDUCE_CHUNK: usize = 16 * 1024;
+    /// The implicit weight gradient (`conv/weight_gradient.rs`) passes over the rows of the
+    /// im2col matrix for about this many output positions at a time: their transposed
+    /// gradient (256 bytes a position for 64 channels) stays in L1 while every row reads it.
+    pub(crate) const WEIGHT_GRADIENT_CHUNK_POSITIONS: usize = 64;
 }
 
 /// The parallel matrix product over matrixmultiply (`gemm.rs`), measured on the AMD EPYC

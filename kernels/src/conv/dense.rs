@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::skip::{ActiveForward, forward_active};
 use super::{ActiveConv2d, Conv2dGeometry};
-use crate::scratch::grown;
+use crate::scratch::{grown, with_kept_buffer};
 use crate::skip::{ActiveChannels, Epilogue, SkipScratch};
 use crate::tuning::implicit::MIN_INPUT_GRADIENT_FILTERS;
 
@@ -98,22 +98,10 @@ pub(super) fn input_gradient(
     grad_input: &mut [f32],
 ) {
     let filters = flipped_transposed(g, weight);
-    // NOTE: taken out for the call, not borrowed: while this thread waits for the pool it
-    // may run another task that computes an input gradient too (which then pads into a
-    // fresh buffer).
-    let mut buffer = PADDED.take();
-    let padded = pad_planes(g, transposed, grad_output, &mut buffer);
-    forward(transposed, padded, &filters, None, grad_input);
-    PADDED.set(buffer);
-}
-
-thread_local! {
-    /// The buffer the output gradient is padded into, kept by each calling thread at the
-    /// largest size it has needed.
-    ///
-    /// NOTE: kept, not allocated per call: the fresh pages of a new buffer (12.8 MB for 64
-    /// channels of 28x28 at batch 64) cost as much again as the copy into them.
-    static PADDED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    with_kept_buffer(|buffer| {
+        let padded = pad_planes(g, transposed, grad_output, buffer);
+        forward(transposed, padded, &filters, None, grad_input);
+    });
 }
 
 /// `grad_output`'s planes centred in zero planes of `transposed`'s input size, in `buffer`.

@@ -2,9 +2,7 @@
 //! gradients of the active part only, every inactive entry set to zero.
 //!
 //! - bias: sums of the active output channels' gradient planes;
-//! - weight: `grad_active = sum over (image, tile) of grad_output_active x columns^T`, in a
-//!   fixed number of partial sums over groups of images added in a fixed order (so the
-//!   result does not depend on the number of threads), then scattered into the full tensor;
+//! - weight: the implicit product of `weight_gradient.rs` over the active channels;
 //! - input: `columns_grad = weight_active^T x grad_output_active`, added back into the
 //!   active input channels by col2im, one task per image.
 
@@ -12,14 +10,13 @@ use rayon::prelude::*;
 
 use super::Conv2dGeometry;
 use super::backward::plane_sum;
-use super::im2col::{ColumnBlock, col2im_add_from, im2col_into};
-use super::plan::{Tiles, split_range};
+use super::im2col::{ColumnBlock, col2im_add_from};
+use super::plan::Tiles;
 use super::skip::{active_sizes, gather_filters_transposed};
 use crate::denormal::with_denormals_flushed;
 use crate::gemm::{MatrixView, MatrixViewMut, sgemm_serial};
 use crate::scratch::{ScratchPerThread, grown};
 use crate::skip::ActiveChannels;
-use crate::tuning::conv::WEIGHT_GRADIENT_GROUPS;
 
 /// Copies the active output channels' planes of one image's gradient, restricted to
 /// `tile`, into a row-major `outputs x tile.len()` matrix.
@@ -57,81 +54,6 @@ pub(super) fn bias_gradient_active(
             grad_bias[o] = total as f32;
         }
     });
-}
-
-/// The weight gradient of the active `(output, input)` pairs, zero elsewhere.
-pub(super) fn weight_gradient_active(
-    g: &Conv2dGeometry,
-    active: ActiveChannels<'_>,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-) {
-    grad_weight.fill(0.0);
-    let (taps, outputs, inner) = active_sizes(g, active);
-    let size = outputs * inner;
-    if size == 0 || g.batch == 0 {
-        return;
-    }
-    let positions = g.positions();
-    let tiles = Tiles::new(positions, inner);
-    let groups = split_range(g.batch, WEIGHT_GRADIENT_GROUPS, 1);
-    let mut partials = vec![0.0; groups.len() * size];
-    let scratch = ScratchPerThread::new();
-    let (image_len, grad_len) = (g.input_image_len(), g.out_channels * positions);
-    partials
-        .par_chunks_mut(size)
-        .zip(groups)
-        .for_each(|(sum, images)| {
-            scratch.with(|scratch| {
-                with_denormals_flushed(|| {
-                    let mut first = true;
-                    let mut grad_rows = Vec::new();
-                    for image in images {
-                        let image_input = &input[image * image_len..][..image_len];
-                        let image_grad = &grad_output[image * grad_len..][..grad_len];
-                        for tile in tiles.iter() {
-                            let width = tile.len();
-                            let (strip, col, _) = scratch.parts(inner * width, 0);
-                            let target = ColumnBlock {
-                                row_stride: width,
-                                offset: 0,
-                            };
-                            let channels = active.inputs.iter().copied();
-                            im2col_into(g, image_input, channels, tile.clone(), strip, col, target);
-                            let grad = gather_grad_rows(
-                                image_grad,
-                                positions,
-                                active.outputs,
-                                &tile,
-                                &mut grad_rows,
-                            );
-                            let grad = MatrixView::row_major(grad, outputs, width);
-                            let columns = MatrixView::row_major(col, inner, width);
-                            let beta = if first { 0.0 } else { 1.0 };
-                            first = false;
-                            let sum = MatrixViewMut::row_major(&mut *sum, outputs, inner);
-                            sgemm_serial(1.0, grad, columns.t(), beta, sum);
-                        }
-                    }
-                })
-            })
-        });
-
-    let (total, rest) = partials.split_at_mut(size);
-    for partial in rest.chunks_exact(size) {
-        for (t, &p) in total.iter_mut().zip(partial) {
-            *t += p;
-        }
-    }
-    let rows = g.col_rows();
-    for (i, &o) in active.outputs.iter().enumerate() {
-        for (k, &c) in active.inputs.iter().enumerate() {
-            for t in 0..taps {
-                grad_weight[o * rows + c * taps + t] = total[i * inner + k * taps + t];
-            }
-        }
-    }
 }
 
 /// The input gradient of the active input channels (through the active filters only),

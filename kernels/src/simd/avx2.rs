@@ -5,8 +5,9 @@ use std::arch::x86_64::{
     __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
     _mm256_add_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps256_ps128,
     _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256,
-    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_permute4x64_pd,
-    _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
+    _mm256_permute4x64_pd, _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+    _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 use super::vector::{Kernel, Vector};
@@ -106,5 +107,52 @@ impl Vector for F32x8 {
         );
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair)))
+    }
+    #[inline(always)]
+    unsafe fn transpose(rows: &[*const f32], target: *mut f32, stride: usize) {
+        transpose_8x8(&rows[..8], 0, target, stride);
+    }
+}
+
+/// [`Vector::transpose`] of the 8x8 block at column `column` of `rows` (8 pointers): lane
+/// `column + j` of row `i` to lane `i` of `target + j * stride`. Also AVX-512's, by
+/// quarters.
+///
+/// # Safety
+/// The CPU must have AVX; the rows must be readable and the targets writable for 8 floats.
+#[inline(always)]
+#[allow(unsafe_op_in_unsafe_fn)]
+pub(super) unsafe fn transpose_8x8(
+    rows: &[*const f32],
+    column: usize,
+    target: *mut f32,
+    stride: usize,
+) {
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i].add(column)));
+    // Pairs of rows interleaved, then quadruples, within each 128-bit half: `quads[j]`
+    // holds column `j` of rows 0-3 in its low half and column `j + 4` in its high half
+    // (`quads[j + 4]` the same for rows 4-7); the halves are then swapped into place.
+    let pairs: [__m256; 8] = std::array::from_fn(|k| {
+        let (a, b) = (r[2 * (k / 2)], r[2 * (k / 2) + 1]);
+        if k % 2 == 0 {
+            _mm256_unpacklo_ps(a, b)
+        } else {
+            _mm256_unpackhi_ps(a, b)
+        }
+    });
+    let quads: [__m256; 8] = std::array::from_fn(|k| {
+        let (rows_at, column) = (4 * (k / 4), k % 4);
+        let (a, b) = (pairs[rows_at + column / 2], pairs[rows_at + 2 + column / 2]);
+        if column % 2 == 0 {
+            _mm256_shuffle_ps::<0b01_00_01_00>(a, b)
+        } else {
+            _mm256_shuffle_ps::<0b11_10_11_10>(a, b)
+        }
+    });
+    for j in 0..4 {
+        let low = _mm256_permute2f128_ps::<0x20>(quads[j], quads[j + 4]);
+        let high = _mm256_permute2f128_ps::<0x31>(quads[j], quads[j + 4]);
+        _mm256_storeu_ps(target.add(j * stride), low);
+        _mm256_storeu_ps(target.add((j + 4) * stride), high);
     }
 }

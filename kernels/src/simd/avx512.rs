@@ -92,4 +92,13 @@ impl Vector for F32x16 {
     unsafe fn sum(self) -> f32 {
         _mm512_reduce_add_ps(self.0)
     }
+    #[inline(always)]
+    unsafe fn transpose(rows: &[*const f32], target: *mut f32, stride: usize) {
+        // By 8x8 quarters on AVX2 (which the set includes): the top right quarter of the
+        // rows is the bottom left of the target, and so on.
+        for (first_row, first_column) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+            let at = target.add(first_column * stride + first_row);
+            super::avx2::transpose_8x8(&rows[first_row..16], first_column, at, stride);
+        }
+    }
 }

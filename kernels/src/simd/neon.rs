@@ -3,7 +3,8 @@
 
 use std::arch::aarch64::{
     float32x4_t, vaddq_f32, vaddvq_f32, vbslq_f32, vcgtq_f32, vcleq_f32, vdupq_n_f32, vfmaq_f32,
-    vld1q_f32, vmulq_f32, vst1q_f32, vuzp1q_f32, vuzp2q_f32,
+    vld1q_f32, vmulq_f32, vreinterpretq_f32_f64, vreinterpretq_f64_f32, vst1q_f32, vtrn1q_f32,
+    vtrn1q_f64, vtrn2q_f32, vtrn2q_f64, vuzp1q_f32, vuzp2q_f32,
 };
 
 use super::vector::{Kernel, Vector};
@@ -100,5 +101,29 @@ impl Vector for F32x4 {
     #[inline(always)]
     unsafe fn sum(self) -> f32 {
         vaddvq_f32(self.0)
+    }
+    #[inline(always)]
+    unsafe fn transpose(rows: &[*const f32], target: *mut f32, stride: usize) {
+        let r: [float32x4_t; 4] = std::array::from_fn(|i| vld1q_f32(rows[i]));
+        // Pairs of rows interleaved (a0 b0 a2 b2, a1 b1 a3 b3, ...), then 64-bit halves.
+        let (ab_even, ab_odd) = (vtrn1q_f32(r[0], r[1]), vtrn2q_f32(r[0], r[1]));
+        let (cd_even, cd_odd) = (vtrn1q_f32(r[2], r[3]), vtrn2q_f32(r[2], r[3]));
+        let halves = |a: float32x4_t, b: float32x4_t, high: bool| {
+            let (a, b) = (vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b));
+            vreinterpretq_f32_f64(if high {
+                vtrn2q_f64(a, b)
+            } else {
+                vtrn1q_f64(a, b)
+            })
+        };
+        let columns = [
+            halves(ab_even, cd_even, false),
+            halves(ab_odd, cd_odd, false),
+            halves(ab_even, cd_even, true),
+            halves(ab_odd, cd_odd, true),
+        ];
+        for (j, column) in columns.into_iter().enumerate() {
+            vst1q_f32(target.add(j * stride), column);
+        }
     }
 }

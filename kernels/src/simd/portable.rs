@@ -94,4 +94,12 @@ impl Vector for F32x8 {
         let quad: [f32; 4] = std::array::from_fn(|i| self.0[i] + self.0[i + 4]);
         (quad[0] + quad[2]) + (quad[1] + quad[3])
     }
+    #[inline(always)]
+    unsafe fn transpose(rows: &[*const f32], target: *mut f32, stride: usize) {
+        for (i, &row) in rows[..8].iter().enumerate() {
+            for j in 0..8 {
+                *target.add(j * stride + i) = *row.add(j);
+            }
+        }
+    }
 }

@@ -163,3 +163,43 @@ fn relu_and_max_treat_nan_as_the_scalar_rules_do() {
         assert_eq!(got.pair_max[0], -1.0, "{isa}: pair (NaN, -1)");
     }
 }
+
+/// Transposes a block of distinct values, rows taken from scattered places, into a target
+/// with gaps between its rows.
+struct TransposeBlock;
+
+impl Kernel for TransposeBlock {
+    type Output = (usize, Vec<f32>);
+
+    #[inline(always)]
+    unsafe fn run<V: Vector>(self) -> (usize, Vec<f32>) {
+        let lanes = V::LANES;
+        let source: Vec<f32> = (0..lanes * 40).map(|x| x as f32).collect();
+        // Row `i` starts at `37 * i + 3`: not a multiple of any vector's width.
+        let rows: Vec<*const f32> = (0..lanes).map(|i| source[37 * i + 3..].as_ptr()).collect();
+        let stride = lanes + 5;
+        let mut target = vec![-1.0; lanes * stride];
+        // SAFETY: every row holds `lanes` floats, every target row `stride >= lanes`.
+        unsafe { V::transpose(&rows, target.as_mut_ptr(), stride) };
+        (lanes, target)
+    }
+}
+
+#[test]
+fn transpose_moves_every_lane_and_nothing_else_on_every_set() {
+    for isa in Isa::supported() {
+        // SAFETY: `TransposeBlock` stays within its buffers.
+        let (lanes, target) = unsafe { dispatch(isa, TransposeBlock) };
+        let stride = lanes + 5;
+        for j in 0..lanes {
+            for k in 0..stride {
+                let expected = if k < lanes {
+                    (37 * k + 3 + j) as f32
+                } else {
+                    -1.0
+                };
+                assert_eq!(target[j * stride + k], expected, "{isa}: row {j}, lane {k}");
+            }
+        }
+    }
+}

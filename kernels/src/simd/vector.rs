@@ -49,6 +49,9 @@ pub(crate) trait Vector: Copy {
     unsafe fn pair_max(lo: Self, hi: Self) -> Self;
     /// The sum of the lanes.
     unsafe fn sum(self) -> f32;
+    /// Transposes a square block: lane `j` of row `i` (the [`LANES`](Self::LANES) floats
+    /// at `rows[i]`, for `i < LANES`) goes to lane `i` of the row at `target + j * stride`.
+    unsafe fn transpose(rows: &[*const f32], target: *mut f32, stride: usize);
 }
 
 /// A computation written once for any vector type.
