@@ -29,7 +29,7 @@ pub use layers::{
     AvgPool2d, BatchNorm2d, Conv2d, Conv2dOptions, Dropout, Flatten, Gelu, GlobalAvgPool, Layer,
     Linear, MaxPool2d, Relu, Residual, RotatedGelu, RotatedRelu, Sequential, Size2,
 };
-pub use models::{Activation, MnistNet, cifar_resnet};
+pub use models::{Activation, MnistNet, cifar_resnet, cifar_vgg};
 pub use module::{Module, ModuleExt};
 pub use optim::{Adam, AdamW, CosineAnnealingLr, LrSchedule, MultiStepLr, Optimizer, Sgd, StepLr};
 pub use param::{Param, ParamKind};

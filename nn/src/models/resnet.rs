@@ -4,7 +4,8 @@ use rand::Rng;
 use rotor_engine::{Error, Result};
 
 use super::mnist::Activation;
-use crate::layers::{BatchNorm2d, Conv2d, GlobalAvgPool, Linear, Residual, Sequential};
+use super::same_conv as conv;
+use crate::layers::{BatchNorm2d, GlobalAvgPool, Linear, Residual, Sequential};
 
 /// Channels of the three stages; each stage after the first halves the resolution.
 const STAGE_WIDTHS: [usize; 3] = [16, 32, 64];
@@ -96,19 +97,4 @@ fn basic_block(
         None
     };
     Ok(Residual { body, shortcut })
-}
-
-/// A square convolution without bias, padded to keep the size at stride 1.
-fn conv(
-    in_channels: usize,
-    out_channels: usize,
-    kernel: usize,
-    stride: usize,
-    rng: &mut impl Rng,
-) -> Result<Conv2d> {
-    Conv2d::options(in_channels, out_channels, kernel)
-        .stride(stride)
-        .padding(kernel / 2)
-        .bias(false)
-        .build(rng)
 }
